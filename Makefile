@@ -1,0 +1,150 @@
+# SPDX-License-Identifier: MIT
+#
+# vshm build.  Targets:
+#   make                 libvshm.a, libvshm.so (version script), tools
+#   make check           build and run every test (TAP), "N passed, N failed"
+#   make bench           run the benchmarks; BENCH_JSON=path writes the figures
+#   make fuzz-smoke      each libFuzzer target for FUZZ_SMOKE_SECONDS (30)
+#   make fuzz            each target for FUZZ_SECONDS (600)
+#   make demo            show vshm doing its job
+# Knobs: O=dir (out-of-tree), V=1 (echo commands), CC=clang,
+#        SANITIZE=address,undefined | SANITIZE=thread
+
+VERSION   := 0.1.0
+SOVERSION := 0
+
+comma := ,
+SANITIZE ?=
+O ?= build$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
+CC ?= cc
+ifeq ($(origin CC),default)
+CC := cc
+endif
+FUZZ_CC ?= clang
+AR ?= ar
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wpointer-arith -Wvla -Wformat=2 -Wno-unused-parameter
+CFLAGS ?= -O2 -g
+BASE_CFLAGS := -std=gnu11 -fPIC -D_GNU_SOURCE -Iinclude -Isrc $(WARN)
+LDLIBS := -lpthread
+
+ifneq ($(SANITIZE),)
+BASE_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+ALL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS)
+
+LIB_SRCS   := $(sort $(wildcard src/*.c))
+LIB_OBJS   := $(LIB_SRCS:%.c=$(O)/%.o)
+DEV_SRCS   := $(sort $(wildcard devices/*.c drivers/*.c))
+DEV_OBJS   := $(DEV_SRCS:%.c=$(O)/%.o)
+CMD_SRCS   := $(sort $(wildcard cmd/*.c))
+CMD_OBJS   := $(CMD_SRCS:%.c=$(O)/%.o)
+TEST_SRCS  := $(sort $(wildcard tests/test_*.c))
+TEST_BINS  := $(TEST_SRCS:tests/%.c=$(O)/tests/%)
+BENCH_SRCS := $(sort $(wildcard bench/bench_*.c))
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(O)/bench/%)
+FUZZ_SRCS  := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_NAMES := $(FUZZ_SRCS:fuzz/fuzz_%.c=%)
+FUZZ_BINS  := $(FUZZ_NAMES:%=$(O)/fuzz/fuzz_%)
+
+LIBA  := $(O)/libvshm.a
+LIBSO := $(O)/libvshm.so.$(VERSION)
+VSHM  := $(if $(CMD_SRCS),$(O)/vshm)
+
+.PHONY: all lib check tests bench fuzz fuzz-smoke fuzz-build demo deps clean help
+.DEFAULT_GOAL := all
+
+all: lib $(VSHM)
+
+lib: $(LIBA) $(LIBSO)
+
+help:
+	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
+
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIBA): $(LIB_OBJS)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(LIBSO): $(LIB_OBJS) src/libvshm.map
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared -Wl,-soname,libvshm.so.$(SOVERSION) \
+		-Wl,--version-script=src/libvshm.map $(LDFLAGS) -o $@ $(LIB_OBJS) $(LDLIBS)
+	$(Q)ln -sf libvshm.so.$(VERSION) $(O)/libvshm.so.$(SOVERSION)
+	$(Q)ln -sf libvshm.so.$(VERSION) $(O)/libvshm.so
+
+ifneq ($(CMD_SRCS),)
+$(VSHM): $(CMD_OBJS) $(DEV_OBJS) $(LIBA)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(CMD_OBJS) $(DEV_OBJS) $(LIBA) $(LDLIBS) $(EXTRA_LDLIBS)
+endif
+
+# Tests link the static library (internals are reachable through src/*.h).
+$(O)/tests/%: tests/%.c $(DEV_OBJS) $(LIBA) tests/tap.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(DEV_OBJS) $(LIBA) $(LDLIBS) $(EXTRA_LDLIBS)
+
+$(O)/bench/%: bench/%.c $(LIBA) $(wildcard bench/*.h)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  BENCH   $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -Ibench $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+
+tests: $(TEST_BINS) $(VSHM)
+
+# deps.sh --check is silent and cheap when everything is present.
+deps:
+	$(Q)scripts/deps.sh --check >/dev/null 2>&1 || scripts/deps.sh
+
+check: deps
+	$(Q)$(MAKE) --no-print-directory tests
+	$(Q)O=$(O) scripts/run-tests.sh $(TEST_BINS)
+
+BENCH_JSON ?=
+bench: deps
+	$(Q)$(MAKE) --no-print-directory $(BENCH_BINS) $(VSHM) CFLAGS="-O2 -g -march=native"
+	$(Q)O=$(O) BENCH_JSON=$(BENCH_JSON) scripts/run-bench.sh $(BENCH_BINS)
+
+# ---- fuzzing (clang + libFuzzer + ASan/UBSan) ------------------------------
+FUZZ_O := $(O)/fuzz
+FUZZ_FLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Iinclude -Isrc -Itests \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DVSHM_FUZZ
+FUZZ_LIB_SRCS := $(LIB_SRCS)
+FUZZ_SMOKE_SECONDS ?= 30
+FUZZ_SECONDS ?= 600
+
+$(FUZZ_O)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB_SRCS) $(wildcard src/*.h include/vshm/*.h fuzz/*.h)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZ    $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB_SRCS) -lpthread
+
+fuzz-build: deps
+	$(Q)$(MAKE) --no-print-directory $(FUZZ_BINS)
+
+fuzz-smoke: fuzz-build
+	$(Q)scripts/run-fuzz.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	$(Q)scripts/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)O=$(O) scripts/demo.sh
+
+clean:
+	rm -rf build build-*
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)
