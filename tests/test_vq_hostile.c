@@ -80,6 +80,32 @@ static void publish(struct env *e, const uint16_t *heads, unsigned n, uint16_t i
 
 typedef void (*hostile_drv_fn)(struct env *e);
 
+/*
+ * With VSHM_CORPUS_DIR set, each hostile image becomes a seed for
+ * fuzz/fuzz_vq_dev: ring size, features, segment limit, driver area bytes.
+ */
+static void save_seed(struct env *e, unsigned i, uint32_t num, uint64_t f)
+{
+	const char *dir = getenv("VSHM_CORPUS_DIR");
+	char path[512];
+	uint8_t hdr[3] = { 0, 0, 254 };	/* 255 segments */
+	size_t len = (size_t)(e->buf - e->w.drv_lo) + 4096 + 256;
+	FILE *fp;
+
+	if (!dir)
+		return;
+	while ((1u << hdr[0]) < num)
+		hdr[0]++;
+	hdr[1] = (uint8_t)(((f >> VSHM_F_EVENT_IDX) & 1) | (((f >> VSHM_F_INDIRECT_DESC) & 1) << 1));
+	snprintf(path, sizeof(path), "%s/hostile-driver-%02u", dir, i + 1);
+	fp = fopen(path, "wb");
+	if (!fp)
+		return;
+	fwrite(hdr, 1, 3, fp);
+	fwrite(e->w.base + e->w.drv_lo, 1, len, fp);
+	fclose(fp);
+}
+
 static void hd_loop(struct env *e)
 {
 	uint16_t h = 0;
@@ -364,6 +390,7 @@ static void test_hostile_driver(void)
 			continue;
 		}
 		drv_cases[i].fn(&e);
+		save_seed(&e, i, drv_cases[i].num, f);
 		while ((rc = vshm_dev_vq_pop(v, &c, iov, max_iov)) == 1) {
 			good++;
 			vshm_dev_vq_push(v, c.head, 0);
