@@ -7,8 +7,10 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -593,6 +595,46 @@ static void test_wakeup(void)
 	env_close(&e);
 }
 
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+/* A signal cuts a bounded wait short with -EINTR, and leaves no request armed. */
+static void test_eintr(int efd)
+{
+	const char *db = efd ? "eventfd" : "poll-only";
+	struct sigaction sa = { .sa_handler = on_alarm }, old;
+	struct itimerval it = { .it_value = { .tv_usec = 20000 } }, off = { 0 };
+	struct vshm_db_poll slow;
+	uint8_t b[VSHM_MSG_MAX_SIZE];
+	struct env e;
+	int64_t t0, dt;
+	int rc;
+
+	if (env_open(&e, efd, 1)) {
+		ok(0, "%s: set up", db);
+		return;
+	}
+	if (!efd) {
+		/* One long quantum, so that the signal lands in the sleep. */
+		vshm_doorbell_poll_init(&slow, 10000 * MS);
+		vshm_mbox_init(&e.dev, &e.m, VSHM_MBOX_SIDE_DEVICE, &slow.db);
+	}
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, &old);	/* no SA_RESTART */
+	setitimer(ITIMER_REAL, &it, NULL);
+	t0 = now_ns();
+	rc = vshm_mbox_recv_timeout(&e.dev, b, sizeof(b), 5000 * MS);
+	dt = now_ns() - t0;
+	setitimer(ITIMER_REAL, &off, NULL);
+	sigaction(SIGALRM, &old, NULL);
+	is(rc, -EINTR, "%s: a signal during recv_timeout returns -EINTR", db);
+	ok(dt < 2000 * MS, "%s: ... promptly (%lld ms)", db, (long long)(dt / MS));
+	is(ring(&e, VSHM_MBOX_D2V)->cons_waiting, 0, "%s: ... with cons_waiting cleared", db);
+	env_close(&e);
+}
+
 static void test_wrap(void)
 {
 	struct env e;
@@ -833,6 +875,8 @@ int main(void)
 	test_full_and_timeouts(1);
 	test_full_and_timeouts(0);
 	test_wakeup();
+	test_eintr(1);
+	test_eintr(0);
 	test_wrap();
 	test_hostile();
 	test_garbage();
