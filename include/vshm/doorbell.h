@@ -97,6 +97,9 @@ static inline void vshm_doorbell_drain(const struct vshm_doorbell *db, unsigned 
  * that init sets).  ring() checks POLLOUT before writing, so a peer that
  * saturates its own counter cannot block us, except by winning a race
  * between that check and the write on a file it has made blocking.
+ *
+ * The handle's ctx points at the structure itself: do not copy or move it
+ * after init; pass &e->db around instead.
  */
 struct vshm_db_eventfd {
 	struct vshm_doorbell db;		/* handle: ops + ctx = this */
@@ -142,7 +145,7 @@ struct vshm_db_poll {
 	int64_t quantum_ns;		/* longest single sleep */
 };
 
-/* @quantum_ns <= 0 selects VSHM_DB_POLL_QUANTUM_NS. */
+/* @quantum_ns <= 0 selects VSHM_DB_POLL_QUANTUM_NS.  Like the eventfd one, not movable. */
 void vshm_doorbell_poll_init(struct vshm_db_poll *p, int64_t quantum_ns);
 
 /* A ready-made poll-only doorbell with the default quantum. */

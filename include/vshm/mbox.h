@@ -80,7 +80,8 @@ int vshm_mbox_format(struct vshm_window *w);
 
 /*
  * Attach endpoint @mb for @side to the mailbox of @w, ringing and waiting on
- * @db (borrowed; NULL means vshm_doorbell_poll_only).  Reads nothing from
+ * @db (borrowed: it and the mapping of @w must outlive the endpoint; NULL
+ * means vshm_doorbell_poll_only).  Reads nothing from
  * the window: the private indices start at 0, as vshm_mbox_format left
  * them.  0 or -EINVAL.
  */
