@@ -34,6 +34,8 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 CFLAGS ?= -O2 -g
 BASE_CFLAGS := -std=gnu11 -fPIC -D_GNU_SOURCE -Iinclude -Isrc $(WARN)
 LDLIBS := -lpthread
+# devices/ (blk) use liburing; scripts/deps.sh installs liburing-dev.
+EXTRA_LDLIBS ?= -luring
 
 ifneq ($(SANITIZE),)
 BASE_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
