@@ -99,11 +99,25 @@ struct vshm_role {
 	vshm_le64 heartbeat;	/* owner: free-running liveness counter */
 	vshm_le32 status;	/* owner: VSHM_ROLE_* bits */
 	vshm_le32 reserved0;
-	vshm_u8   reserved[32];
+	vshm_le64 peer_epoch;	/* owner: the other role's epoch it has
+				 * quiesced for (session handshake) */
+	vshm_u8   reserved[24];
 };
 
 #define VSHM_ROLE_READY		(1u << 0)	/* owner finished attaching */
 #define VSHM_ROLE_DETACHING	(1u << 1)	/* owner is leaving cleanly */
+
+/*
+ * The session handshake (docs/abi.md, "Sessions"):
+ *  1. the driver claims its role (owner CAS), bumps epoch, status = 0;
+ *  2. the device sees a new driver epoch, drops everything of the old
+ *     session and stores device.peer_epoch = driver.epoch (release);
+ *  3. the driver waits for that, formats the mailbox, and publishes
+ *     driver.status = READY (release);
+ *  4. the device sees READY for the epoch it acknowledged (acquire) and
+ *     starts serving the mailbox.
+ * Neither side touches the mailbox outside a session both have entered.
+ */
 
 /* ------------------------------------------------------------------------ */
 /* Window header (page 0).  Written by the hub before any peer maps it.      */
@@ -242,6 +256,7 @@ VSHM_ABI_CHECK(VSHM_OFF(struct vshm_role, pid) == 4);
 VSHM_ABI_CHECK(VSHM_OFF(struct vshm_role, epoch) == 8);
 VSHM_ABI_CHECK(VSHM_OFF(struct vshm_role, heartbeat) == 16);
 VSHM_ABI_CHECK(VSHM_OFF(struct vshm_role, status) == 24);
+VSHM_ABI_CHECK(VSHM_OFF(struct vshm_role, peer_epoch) == 32);
 
 VSHM_ABI_CHECK(sizeof(struct vshm_win_hdr) == VSHM_HDR_SIZE);
 VSHM_ABI_CHECK(VSHM_OFF(struct vshm_win_hdr, magic) == 0);
