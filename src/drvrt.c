@@ -37,6 +37,8 @@ struct vshm_drv {
 	uint64_t brk;			/* next free byte of the driver area */
 	uint32_t generation[MAX_DEVS];	/* from EVENT_CONFIG */
 	uint8_t needs_reset[MAX_DEVS];
+	void (*cleanup)(void *);	/* vshm_drv_on_destroy */
+	void *cleanup_ctx;
 };
 
 struct vshm_drv_dev {
@@ -140,10 +142,23 @@ int vshm_drv_create(struct vshm_drv **out, struct vshm_window *w, uint32_t peer_
 
 void vshm_drv_destroy(struct vshm_drv *d)
 {
+	void (*fn)(void *);
+	void *ctx;
+
 	if (!d)
 		return;
 	vshm_role_release(d->w, VSHM_ROLE_DRIVER, d->peer_id);
+	fn = d->cleanup;
+	ctx = d->cleanup_ctx;
 	free(d);
+	if (fn)
+		fn(ctx);
+}
+
+void vshm_drv_on_destroy(struct vshm_drv *d, void (*fn)(void *), void *ctx)
+{
+	d->cleanup = fn;
+	d->cleanup_ctx = ctx;
 }
 
 uint32_t vshm_drv_device_peer(const struct vshm_drv *d)

@@ -39,6 +39,8 @@ struct vshm_drv_opts {
 int vshm_drv_create(struct vshm_drv **out, struct vshm_window *w, uint32_t peer_id,
 		    const struct vshm_doorbell *db, const struct vshm_drv_opts *o);
 void vshm_drv_destroy(struct vshm_drv *d);
+/* Run @fn(@ctx) at the end of vshm_drv_destroy (owner of the window, say). */
+void vshm_drv_on_destroy(struct vshm_drv *d, void (*fn)(void *), void *ctx);
 
 /* The device peer's ivshmem id (the device role owner at attach). */
 uint32_t vshm_drv_device_peer(const struct vshm_drv *d);

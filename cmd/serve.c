@@ -1,0 +1,495 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vshm serve: a device process.  It attaches to a hub, claims the device
+ * role, and serves its devices to whichever driver enters a session, one
+ * after another.  It holds the window fd, its eventfds and what its
+ * devices need (an image file, stdio or a console socket) — nothing else.
+ *
+ * The loop: do all ready work; when idle, keep polling for --poll-us, then
+ * arm every notification and sleep in epoll on the doorbells, the hub
+ * socket, the devices' own fds and the signals.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <vshm/attach.h>
+#include <vshm/devmodel.h>
+#include <vshm/devrt.h>
+#include <vshm/vshm.h>
+#include "cmd.h"
+
+#define MAX_DEVS 8
+
+enum { CON_STDIO, CON_UNIX };
+
+struct console_port {
+	int mode;
+	int in_fd;		/* stdin, or the connected client */
+	int out_fd;		/* stdout, or the connected client */
+	int listen_fd;		/* CON_UNIX */
+	char path[108];
+	struct vshm_devmodel *m;
+};
+
+struct serve {
+	struct vshm_peer peer;
+	struct vshm_dev_rt *rt;
+	struct vshm_devmodel models[MAX_DEVS];
+	const char *names[MAX_DEVS];
+	int nmodels;
+	struct console_port con;
+	int have_con;
+	int verbose;
+	int epfd, sigfd;
+	int64_t poll_ns;
+	int64_t driver;		/* peer we ring, -1 */
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vshm serve [--hub PATH] [options] DEVICE...\n"
+		"\n"
+		"Serve virtio devices over a hub's window.  Devices, in device-number order:\n"
+		"  blk:IMAGE[,ro][,serial=ID][,pread]   a raw disk image (io_uring, or pread)\n"
+		"  rng                                  random bytes from getrandom()\n"
+		"  console[:stdio|:unix=PATH]           a console on stdio (default) or on a\n"
+		"                                       Unix socket that one client at a time uses\n"
+		"\n"
+		"options:\n"
+		"  --hub PATH      the hub's socket (default: the hub's default path)\n"
+		"  --poll-us N     keep polling N microseconds after the last work (default 50)\n"
+		"  -v, --verbose   log sessions and errors to stderr\n"
+		"  -h, --help      this text\n"
+		"      --version   print the version\n"
+		"\n"
+		"example: vshm serve --hub /run/vshm/vm1.sock blk:disk.img console rng\n");
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+/* ---- console bridging --------------------------------------------------- */
+
+static long con_out(void *ctx, const void *buf, size_t len)
+{
+	struct console_port *c = ctx;
+	ssize_t n;
+
+	if (c->out_fd < 0)
+		return (long)len;	/* nobody listening: output is dropped */
+	n = c->mode == CON_UNIX ? send(c->out_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL)
+				: write(c->out_fd, buf, len);
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : (long)len;
+	return (long)n;
+}
+
+static int epoll_add(int epfd, int fd, uint64_t tag)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = tag };
+
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+#define TAG_HUB		1
+#define TAG_SIG		2
+#define TAG_DB		3
+#define TAG_MODEL	4
+#define TAG_CON_IN	5
+#define TAG_CON_LISTEN	6
+
+static int console_setup(struct serve *s, const char *spec, char *err, size_t errlen)
+{
+	struct console_port *c = &s->con;
+
+	c->in_fd = c->out_fd = c->listen_fd = -1;
+	if (!spec || !strcmp(spec, "stdio")) {
+		c->mode = CON_STDIO;
+		c->in_fd = STDIN_FILENO;
+		c->out_fd = STDOUT_FILENO;
+		return 0;
+	}
+	if (!strncmp(spec, "unix=", 5)) {
+		struct sockaddr_un a = { .sun_family = AF_UNIX };
+
+		c->mode = CON_UNIX;
+		if (strlen(spec + 5) >= sizeof(a.sun_path)) {
+			snprintf(err, errlen, "console socket path too long: %s", spec + 5);
+			return -ENAMETOOLONG;
+		}
+		strcpy(a.sun_path, spec + 5);
+		strcpy(c->path, spec + 5);
+		c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		unlink(a.sun_path);
+		if (c->listen_fd < 0 || bind(c->listen_fd, (struct sockaddr *)&a, sizeof(a)) ||
+		    listen(c->listen_fd, 1)) {
+			snprintf(err, errlen, "cannot listen on console socket %s: %s", spec + 5, strerror(errno));
+			return -errno;
+		}
+		return 0;
+	}
+	snprintf(err, errlen, "bad console option '%s': expected stdio or unix=PATH", spec);
+	return -EINVAL;
+}
+
+/* ---- devices ------------------------------------------------------------ */
+
+static int add_device(struct serve *s, const char *spec, char *err, size_t errlen)
+{
+	const struct vshm_devmodel_host *host = vshm_dev_rt_next_host(s->rt);
+	struct vshm_devmodel *m = &s->models[s->nmodels];
+	int rc;
+
+	if (!host || s->nmodels >= MAX_DEVS) {
+		snprintf(err, errlen, "too many devices (at most %d)", MAX_DEVS);
+		return -ENOSPC;
+	}
+	memset(m, 0, sizeof(*m));
+	if (!strncmp(spec, "blk:", 4)) {
+		struct vshm_blk_opts o = { 0 };
+		char *dup = strdup(spec + 4), *opt, *save = NULL;
+
+		if (!dup)
+			return -ENOMEM;
+		o.path = strtok_r(dup, ",", &save);
+		while ((opt = strtok_r(NULL, ",", &save))) {
+			if (!strcmp(opt, "ro"))
+				o.read_only = 1;
+			else if (!strcmp(opt, "pread"))
+				o.force_pread = 1;
+			else if (!strncmp(opt, "serial=", 7))
+				o.serial = opt + 7;
+			else {
+				snprintf(err, errlen, "unknown blk option '%s' (expected ro, pread, serial=ID)", opt);
+				free(dup);
+				return -EINVAL;
+			}
+		}
+		if (!o.path || !*o.path) {
+			snprintf(err, errlen, "blk needs an image: blk:PATH");
+			free(dup);
+			return -EINVAL;
+		}
+		rc = vshm_blk_create(m, host, &o, err, errlen);
+		free(dup);
+	} else if (!strcmp(spec, "rng")) {
+		rc = vshm_rng_create(m, host);
+		if (rc)
+			snprintf(err, errlen, "cannot create rng: %s", strerror(-rc));
+	} else if (!strcmp(spec, "console") || !strncmp(spec, "console:", 8)) {
+		struct vshm_console_io io = { .ctx = &s->con, .out = con_out };
+
+		if (s->have_con) {
+			snprintf(err, errlen, "only one console per serve process");
+			return -EINVAL;
+		}
+		rc = console_setup(s, spec[7] == ':' ? spec + 8 : NULL, err, errlen);
+		if (rc)
+			return rc;
+		rc = vshm_console_create(m, host, &io);
+		if (rc)
+			snprintf(err, errlen, "cannot create console: %s", strerror(-rc));
+		else {
+			s->have_con = 1;
+			s->con.m = m;
+		}
+	} else {
+		snprintf(err, errlen, "unknown device '%s' (expected blk:IMAGE, rng or console)", spec);
+		return -EINVAL;
+	}
+	if (rc)
+		return rc;
+	rc = vshm_dev_rt_add(s->rt, m);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot add device '%s': %s", spec, strerror(-rc));
+		return rc;
+	}
+	s->names[s->nmodels++] = spec;
+	return 0;
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+static void follow_driver(struct serve *s)
+{
+	int64_t want = vshm_dev_rt_state(s->rt) == VSHM_RT_NO_DRIVER ? -1 : vshm_dev_rt_driver_peer(s->rt);
+
+	if (want == s->driver)
+		return;
+	if (vshm_peer_set_remote(&s->peer, want, 1000) == 0) {
+		s->driver = want;
+		if (s->verbose && want >= 0)
+			fprintf(stderr, "vshm serve: driver peer %lld attached\n", (long long)want);
+		else if (s->verbose)
+			fprintf(stderr, "vshm serve: driver gone; devices reset\n");
+	}
+}
+
+static void drain_fd(int fd)
+{
+	uint64_t v;
+
+	while (read(fd, &v, sizeof(v)) == sizeof(v))
+		;
+}
+
+static int handle_event(struct serve *s, uint64_t tag, int fd)
+{
+	struct vshm_hub_event ev;
+	char buf[4096];
+	ssize_t n;
+
+	switch (tag) {
+	case TAG_SIG:
+		return 1;
+	case TAG_HUB:
+		for (;;) {
+			int rc = vshm_peer_pump(&s->peer, &ev);
+
+			if (rc < 0) {
+				fprintf(stderr, "vshm serve: the hub went away; exiting\n");
+				return 1;
+			}
+			if (rc == 0)
+				break;
+			if (ev.type == VSHM_HUB_EV_LEAVE && ev.id == s->driver)
+				vshm_dev_rt_driver_gone(s->rt);
+		}
+		return 0;
+	case TAG_DB:
+		drain_fd(fd);
+		return 0;
+	case TAG_CON_LISTEN: {
+		int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+		if (c < 0)
+			return 0;
+		if (s->con.in_fd >= 0) {
+			close(c);	/* one client at a time */
+			return 0;
+		}
+		s->con.in_fd = s->con.out_fd = c;
+		epoll_add(s->epfd, c, TAG_CON_IN);
+		return 0;
+	}
+	case TAG_CON_IN:
+		n = read(fd, buf, sizeof(buf));
+		if (n > 0) {
+			/* Bounded by the model; what does not fit is dropped. */
+			vshm_console_input(s->con.m, buf, (size_t)n);
+		} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+			epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+			if (s->con.mode == CON_UNIX) {
+				close(fd);
+				s->con.in_fd = s->con.out_fd = -1;
+			} else {
+				s->con.in_fd = -1;
+			}
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static int serve_loop(struct serve *s)
+{
+	struct epoll_event evs[16];
+	int64_t last_work = now_ns();
+
+	for (;;) {
+		int work = vshm_dev_rt_step(s->rt), n;
+
+		if (work < 0) {
+			fprintf(stderr, "vshm serve: the device role was taken over by another process; exiting\n");
+			return 1;
+		}
+		follow_driver(s);
+		if (work > 0) {
+			last_work = now_ns();
+			continue;
+		}
+		if (now_ns() - last_work < s->poll_ns) {
+			/* Spin a little: a busy driver's next request is near. */
+			n = epoll_wait(s->epfd, evs, 16, 0);
+		} else {
+			if (vshm_dev_rt_arm(s->rt)) {
+				vshm_dev_rt_disarm(s->rt);
+				continue;
+			}
+			/* The timeout bounds how late we see a session change. */
+			n = epoll_wait(s->epfd, evs, 16, 50);
+			vshm_dev_rt_disarm(s->rt);
+		}
+		for (int i = 0; i < n; i++) {
+			int fd = (int)(evs[i].data.u64 >> 8);
+
+			if (handle_event(s, evs[i].data.u64 & 0xff, fd))
+				return 0;
+		}
+		if (n > 0)
+			last_work = now_ns();
+	}
+}
+
+int vshm_cmd_serve(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "hub", required_argument, NULL, 'H' },
+		{ "poll-us", required_argument, NULL, 'p' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	static struct serve s;
+	char hubpath[256] = "", err[512] = "";
+	const char *hub = NULL;
+	sigset_t sigs;
+	int c, rc, ret = 1, fds[MAX_DEVS];
+
+	s.poll_ns = 50000;
+	s.driver = -1;
+	s.epfd = s.sigfd = -1;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'H':
+			hub = optarg;
+			break;
+		case 'p': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+
+			if (*end || v < 0 || v > 10000000) {
+				fprintf(stderr, "vshm serve: bad --poll-us '%s': expected 0..10000000\n", optarg);
+				return 2;
+			}
+			s.poll_ns = v * 1000;
+			break;
+		}
+		case 'v':
+			s.verbose = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("vshm serve %s\n", VSHM_VERSION_STRING);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "vshm serve: no devices given (e.g. vshm serve --hub PATH blk:disk.img rng)\n");
+		return 2;
+	}
+	if (!hub) {
+		if (vshm_hub_default_path(hubpath, sizeof(hubpath)) < 0) {
+			fprintf(stderr, "vshm serve: no --hub given and no default path\n");
+			return 2;
+		}
+		hub = hubpath;
+	}
+	rc = vshm_peer_attach(&s.peer, hub, 5000, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "vshm serve: %s\n", err);
+		return 1;
+	}
+	rc = vshm_dev_rt_create(&s.rt, &s.peer.w, (uint32_t)s.peer.hc.id);
+	if (rc) {
+		if (rc == -EBUSY)
+			fprintf(stderr, "vshm serve: another device process already serves %s; stop it first\n", hub);
+		else
+			fprintf(stderr, "vshm serve: cannot start on %s: %s\n", hub, strerror(-rc));
+		goto out_detach;
+	}
+	for (int i = optind; i < argc; i++) {
+		rc = add_device(&s, argv[i], err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "vshm serve: %s\n", err);
+			ret = rc == -EINVAL ? 2 : 1;
+			goto out_rt;
+		}
+	}
+	vshm_dev_rt_set_doorbell(s.rt, &s.peer.db.db);
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	s.sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	s.epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (s.sigfd < 0 || s.epfd < 0) {
+		fprintf(stderr, "vshm serve: cannot set up the event loop: %s\n", strerror(errno));
+		goto out_rt;
+	}
+#define ADD(fd, tag) epoll_add(s.epfd, (fd), ((uint64_t)(fd) << 8) | (tag))
+	ADD(s.sigfd, TAG_SIG);
+	ADD(vshm_hub_client_fd(&s.peer.hc), TAG_HUB);
+	for (unsigned v = 0; v < s.peer.hc.vectors; v++)
+		ADD(s.peer.hc.own[v], TAG_DB);
+	rc = vshm_dev_rt_model_fds(s.rt, fds, MAX_DEVS);
+	for (int i = 0; i < rc; i++)
+		ADD(fds[i], TAG_MODEL);
+	if (s.have_con && s.con.mode == CON_STDIO && s.con.in_fd >= 0) {
+		fcntl(s.con.in_fd, F_SETFL, fcntl(s.con.in_fd, F_GETFL) | O_NONBLOCK);
+		if (ADD(s.con.in_fd, TAG_CON_IN))
+			s.con.in_fd = -1;	/* stdin is a file or /dev/null: no input */
+	}
+	if (s.have_con && s.con.mode == CON_UNIX)
+		ADD(s.con.listen_fd, TAG_CON_LISTEN);
+#undef ADD
+	fprintf(stderr, "vshm serve: peer %lld serving %d device%s on %s (window %llu MiB, %u vectors)\n",
+		(long long)s.peer.hc.id, s.nmodels, s.nmodels == 1 ? "" : "s", hub,
+		(unsigned long long)(s.peer.w.size >> 20), s.peer.hc.vectors);
+	for (int i = 0; i < s.nmodels; i++)
+		fprintf(stderr, "  device %d: %s%s%s\n", i, s.names[i],
+			s.models[i].ops->device_id == VSHM_VIRTIO_ID_BLOCK ? " via " : "",
+			s.models[i].ops->device_id == VSHM_VIRTIO_ID_BLOCK ? vshm_blk_engine(&s.models[i]) : "");
+	ret = serve_loop(&s);
+	if (s.verbose) {
+		struct vshm_dev_rt_stats st;
+
+		vshm_dev_rt_stats(s.rt, &st);
+		fprintf(stderr, "vshm serve: %llu sessions, %llu requests, %llu messages, %llu dropped\n",
+			(unsigned long long)st.sessions, (unsigned long long)st.chains,
+			(unsigned long long)st.messages, (unsigned long long)st.dropped);
+	}
+out_rt:
+	vshm_dev_rt_destroy(s.rt);
+	for (int i = 0; i < s.nmodels; i++)
+		if (s.models[i].ops && s.models[i].ops->destroy)
+			s.models[i].ops->destroy(&s.models[i]);
+	if (s.con.mode == CON_UNIX && s.con.listen_fd >= 0) {
+		close(s.con.listen_fd);
+		unlink(s.con.path);
+	}
+	if (s.epfd >= 0)
+		close(s.epfd);
+	if (s.sigfd >= 0)
+		close(s.sigfd);
+out_detach:
+	vshm_peer_detach(&s.peer);
+	return ret;
+}
