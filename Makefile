@@ -52,6 +52,9 @@ CMD_SRCS   := $(sort $(wildcard cmd/*.c))
 CMD_OBJS   := $(CMD_SRCS:%.c=$(O)/%.o)
 TEST_SRCS  := $(sort $(wildcard tests/test_*.c))
 TEST_BINS  := $(TEST_SRCS:tests/%.c=$(O)/tests/%)
+TOOL_SRCS  := $(sort $(wildcard tests/tool_*.c))
+TOOL_BINS  := $(TOOL_SRCS:tests/%.c=$(O)/tests/%)
+TEST_SCRIPTS := $(sort $(wildcard tests/test_*.sh))
 BENCH_SRCS := $(sort $(wildcard bench/bench_*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(O)/bench/%)
 FUZZ_SRCS  := $(sort $(wildcard fuzz/fuzz_*.c))
@@ -105,7 +108,7 @@ $(O)/bench/%: bench/%.c $(LIBA) $(wildcard bench/*.h)
 	@$(if $(Q),echo "  BENCH   $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -Ibench $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 
-tests: $(TEST_BINS) $(VSHM)
+tests: $(TEST_BINS) $(TOOL_BINS) $(VSHM)
 
 # deps.sh --check is silent and cheap when everything is present.
 deps:
@@ -113,7 +116,7 @@ deps:
 
 check: deps
 	$(Q)$(MAKE) --no-print-directory tests
-	$(Q)O=$(O) scripts/run-tests.sh $(TEST_BINS)
+	$(Q)O=$(O) VSHM=$(abspath $(VSHM)) TOOLS=$(abspath $(O)/tests) scripts/run-tests.sh $(TEST_BINS) $(TEST_SCRIPTS)
 
 BENCH_JSON ?=
 bench: deps

@@ -307,7 +307,7 @@ struct st_req {
 
 struct stress {
 	uint8_t *model;		/* what the disk must contain */
-	uint8_t *pending;	/* 1 per sector with a write in flight */
+	uint8_t *pending;	/* 1 per sector with any I/O in flight */
 	uint64_t bytes_done, mismatches, errors, ops;
 };
 
@@ -326,13 +326,12 @@ static void stress_cb(void *arg, int status)
 
 	r->busy = 0;
 	s->ops++;
+	memset(s->pending + r->sector, 0, r->len / VSHM_BLK_SECTOR);
 	if (status) {
 		s->errors++;
 		return;
 	}
-	if (r->write)
-		memset(s->pending + r->sector, 0, r->len / VSHM_BLK_SECTOR);
-	else if (memcmp(r->buf, s->model + r->sector * VSHM_BLK_SECTOR, r->len))
+	if (!r->write && memcmp(r->buf, s->model + r->sector * VSHM_BLK_SECTOR, r->len))
 		s->mismatches++;
 	s->bytes_done += r->len;
 }
@@ -398,25 +397,23 @@ static int cmd_stress(struct io_ctx *c, uint64_t total, unsigned qd, uint64_t se
 			r->write = (int)(xorshift(&x) & 1);
 			r->sector = sec;
 			r->len = nsec * VSHM_BLK_SECTOR;
-			if (r->write) {
+			if (r->write)
 				for (size_t j = 0; j < r->len; j += 8) {
 					uint64_t v = xorshift(&x);
 					memcpy(r->buf + j, &v, 8);
 				}
-				memcpy(s.model + sec * VSHM_BLK_SECTOR, r->buf, r->len);
-				memset(s.pending + sec, 1, nsec);
-			}
 			e = vshm_blkdrv_submit(b, r->write ? VSHM_BLK_OP_WRITE : VSHM_BLK_OP_READ,
 					       sec, r->buf, r->len, stress_cb, r);
-			if (e == -EAGAIN) {
-				if (r->write)
-					memset(s.pending + sec, 0, nsec);
+			if (e == -EAGAIN)
 				break;
-			}
 			if (e) {
 				fprintf(stderr, "vshm io: submit failed: %s\n", strerror(-e));
 				goto out;
 			}
+			/* Callbacks run only from wait/poll: updating the model now is safe. */
+			if (r->write)
+				memcpy(s.model + sec * VSHM_BLK_SECTOR, r->buf, r->len);
+			memset(s.pending + sec, 1, nsec);
 			r->busy = 1;
 			submitted += r->len;
 		}

@@ -143,10 +143,26 @@ int vshm_blkdrv_open(struct vshm_drv *d, uint16_t dev_num, uint32_t depth,
 
 	if (!depth)
 		depth = 128;
-	rc = vshm_drv_dev_setup_vq(b->dev, 0, depth, 0, &b->vq);
+	if (depth > 32768) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	/*
+	 * The ring: a power of two, at least 128 entries, because virtio caps
+	 * a chain (indirect entries included) at the queue size and a request
+	 * takes up to seg_max + 2 buffers.  One indirect table per request
+	 * means depth requests always fit.  @depth bounds what is in flight.
+	 */
+	{
+		uint32_t num = 128;
+
+		while (num < depth || num < b->info.seg_max + 2)
+			num <<= 1;
+		rc = vshm_drv_dev_setup_vq(b->dev, 0, num, b->info.seg_max + 3, &b->vq);
+		b->info.queue_size = num;
+	}
 	if (rc)
 		goto fail;
-	b->info.queue_size = depth;
 	b->w = vshm_drv_dev_window(b->dev);
 	b->pool = vshm_drv_dev_pool(b->dev);
 	rc = vshm_drv_alloc(d, (uint64_t)depth * META, 64, &b->meta_off);

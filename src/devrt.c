@@ -291,7 +291,9 @@ static int features_ok(struct rt_dev *d)
 		return 0;
 	if (!(f & (1ull << VSHM_F_VERSION_1)))
 		return 0;
-	if (d->m->ops->set_features && d->m->ops->set_features(d->m, f))
+	/* The model hears only about the bits it offered itself. */
+	if (d->m->ops->set_features &&
+	    d->m->ops->set_features(d->m, f & (d->m->ops->features ? d->m->ops->features(d->m) : 0)))
 		return 0;
 	return 1;
 }

@@ -63,7 +63,11 @@ struct vshm_devmodel_ops {
 
 	/* Device-type feature bits offered (the runtime adds VERSION_1 etc.). */
 	uint64_t (*features)(struct vshm_devmodel *m);
-	/* The driver's final choice; 0 to accept, -EINVAL to refuse FEATURES_OK. */
+	/*
+	 * The driver's final choice among the bits this model offered (the
+	 * transport bits are the runtime's and never reach the model); 0 to
+	 * accept, -EINVAL to refuse FEATURES_OK.
+	 */
 	int (*set_features)(struct vshm_devmodel *m, uint64_t features);
 
 	uint32_t (*config_size)(struct vshm_devmodel *m);

@@ -18,6 +18,13 @@
 #include <vshm/msg.h>
 #include <vshm/doorbell.h>
 #include <vshm/mbox.h>
+#include <vshm/session.h>
+#include <vshm/devmodel.h>
+#include <vshm/devrt.h>
+#include <vshm/drvrt.h>
+#include <vshm/drivers.h>
+#include <vshm/hub.h>
+#include <vshm/attach.h>
 
 #define VSHM_VERSION_STRING "0.1.0"
 
