@@ -23,8 +23,7 @@
 
 #include <vshm/hub.h>
 #include <vshm/vshm.h>
-
-int vshm_cmd_hub(int argc, char **argv);
+#include "cmd.h"
 
 #define EXIT_OK		0
 #define EXIT_RUNTIME	1

@@ -464,9 +464,10 @@ static int64_t alloc_id(struct vshm_hub *h)
 
 static void refuse(struct vshm_hub *h, int s, const char *why)
 {
-	close(s);
 	h->st.refused++;
+	/* Log before closing, so the line exists once the client sees EOF. */
 	hub_log(h, VSHM_HUB_LOG_WARN, "refusing a client: %s", why);
+	close(s);
 }
 
 static void peer_add(struct vshm_hub *h, int s)

@@ -160,12 +160,15 @@ const int *vshm_hub_peer_fds(const struct vshm_hub_client *c, int64_t id, unsign
  */
 static int become_ready(struct vshm_hub_client *c)
 {
+	/* Check everything before changing anything: a refused client
+	 * keeps consistent tables (the fuzzer checks them). */
+	for (unsigned i = 0; i < c->npeers; i++)
+		if (c->peers[i].nfds > c->vectors)
+			return fail(c, "a peer has more eventfds than we have vectors", -1);
 	c->ready = 1;
 	for (unsigned i = 0; i < c->npeers; i++) {
 		struct vshm_hub_peer *p = &c->peers[i];
 
-		if (p->nfds > c->vectors)
-			return fail(c, "a peer has more eventfds than we have vectors", -1);
 		if (p->nfds == c->vectors && !p->joined) {
 			p->joined = 1;
 			c->pending++;
