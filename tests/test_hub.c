@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1163,6 +1165,143 @@ static void test_cmd(void)
 	}
 }
 
+/* ------------------------------------------------------------------------ */
+/* 8. A real QEMU ivshmem-doorbell as a peer (skipped without QEMU)          */
+
+extern char **environ;
+
+static int find_in_path(const char *name, char *out, size_t len)
+{
+	const char *env = getenv("VSHM_QEMU");
+	char *path, *save = NULL, *dir;
+	int found = 0;
+
+	if (env && *env) {
+		snprintf(out, len, "%s", env);
+		return access(out, X_OK) == 0;
+	}
+	path = strdup(getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+	for (dir = strtok_r(path, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save)) {
+		snprintf(out, len, "%s/%s", dir, name);
+		found = access(out, X_OK) == 0;
+	}
+	free(path);
+	return found;
+}
+
+/* Wait for @pid to exit within @ms; SIGKILL it after that.  Its status or -1. */
+static int reap_child(pid_t pid, int ms)
+{
+	int st;
+
+	for (int i = 0; i < ms / 10; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return st;
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -1;
+}
+
+static void test_qemu(void)
+{
+	char qemu[256], path[128], logpath[160], chardev[200], out[4096] = "";
+	char *argv[] = {
+		qemu, "-M", "q35", "-accel", "tcg", "-display", "none", "-S", "-nodefaults",
+		"-chardev", chardev, "-device", "ivshmem-doorbell,chardev=ivsh0,vectors=2", NULL,
+	};
+	posix_spawn_file_actions_t fa;
+	struct vshm_hub_client a, b;
+	struct vshm_hub_event ev;
+	struct hub_thr ht;
+	char err[256];
+	int64_t qid = -1;
+	const int *fds;
+	unsigned n;
+	pid_t pid;
+	int st, fd;
+
+	diag("QEMU ivshmem-doorbell");
+	if (!find_in_path("qemu-system-x86_64", qemu, sizeof(qemu))) {
+		ok(1, "# SKIP qemu-system-x86_64 not installed");
+		return;
+	}
+	sock_path(path, sizeof(path), "qemu.sock");
+	sock_path(logpath, sizeof(logpath), "qemu.log");
+	snprintf(chardev, sizeof(chardev), "socket,path=%s,id=ivsh0", path);
+	if (hub_start(&ht, path, 2, 4, 1 << 20)) {
+		ok(0, "start a hub");
+		return;
+	}
+	if (vshm_hub_connect(&a, path, T_MS, err, sizeof(err))) {
+		ok(0, "peer A connects: %s", err);
+		hub_stop(&ht);
+		return;
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	st = posix_spawn(&pid, qemu, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (!ok(st == 0, "start %s with an ivshmem-doorbell on the hub", qemu)) {
+		vshm_hub_client_close(&a);
+		hub_stop(&ht);
+		return;
+	}
+
+	/* QEMU reads version, id and window during realize, its vectors later. */
+	ev = next_event(&a, 30000);
+	ok(ev.type == VSHM_HUB_EV_JOIN && ev.id == 1, "QEMU joins as peer 1 (event %d, id %lld)",
+	   ev.type, (long long)ev.id);
+	qid = ev.id;
+	fds = vshm_hub_peer_fds(&a, qid, &n);
+	ok(fds && n == 2, "with 2 eventfds");
+	if (fds && n == 2)
+		ok(ring(fds[0]) && ring(fds[1]), "we can ring QEMU's vectors");
+
+	/* A peer that arrives after QEMU learns of it from the hub. */
+	if (!vshm_hub_connect(&b, path, T_MS, err, sizeof(err))) {
+		unsigned seen = 0;
+
+		for (int i = 0; i < 2; i++) {
+			ev = next_event(&b, T_MS);
+			if (ev.type == VSHM_HUB_EV_JOIN && (ev.id == 0 || ev.id == qid))
+				seen |= 1u << (ev.id ? 1 : 0);
+		}
+		ok(seen == 3, "a later peer hears of peer 0 and of QEMU");
+		vshm_hub_client_close(&b);
+	} else {
+		ok(0, "peer B connects: %s", err);
+	}
+	ev = next_event(&a, T_MS);
+	ok(ev.type == VSHM_HUB_EV_JOIN && ev.id == 2, "peer A hears peer 2 join");
+	ev = next_event(&a, T_MS);
+	ok(ev.type == VSHM_HUB_EV_LEAVE && ev.id == 2, "and leave");
+	usleep(200000);	/* let QEMU process that join and leave too */
+	ok(waitpid(pid, &st, WNOHANG) == 0, "QEMU took all of it and is still running");
+
+	kill(pid, SIGTERM);
+	st = reap_child(pid, 10000);
+	ok(st != -1, "QEMU exits on SIGTERM");
+	ev = next_event(&a, T_MS);
+	ok(ev.type == VSHM_HUB_EV_LEAVE && ev.id == qid, "peer A hears QEMU leave");
+
+	fd = open(logpath, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t r = read(fd, out, sizeof(out) - 1);
+
+		out[r > 0 ? r : 0] = '\0';
+		close(fd);
+	}
+	ok(!strstr(out, "ivshmem") && !strstr(out, "rror"), "QEMU reported no error%s%.300s",
+	   out[0] ? ": " : "", out);
+	unlink(logpath);
+	vshm_hub_client_close(&a);
+	hub_stop(&ht);
+}
+
 int main(void)
 {
 	int fds0;
@@ -1184,6 +1323,7 @@ int main(void)
 	test_feed();
 	test_stream();
 	test_cmd();
+	test_qemu();
 
 	is(count_fds(), fds0, "no fd leaked over the whole run");
 	if (rmdir(tmpdir))
