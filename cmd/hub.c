@@ -111,6 +111,23 @@ static int parse_group(const char *s, gid_t *gid)
 	return 0;
 }
 
+/* 64M rather than 67108864: the spelling --size accepts. */
+static const char *fmt_size(uint64_t v, char *buf, size_t len)
+{
+	static const char unit[] = "KMGT";
+	int u = -1;
+
+	while (u < 3 && v >= 1024 && v % 1024 == 0) {
+		v /= 1024;
+		u++;
+	}
+	if (u < 0)
+		snprintf(buf, len, "%llu", (unsigned long long)v);
+	else
+		snprintf(buf, len, "%llu%c", (unsigned long long)v, unit[u]);
+	return buf;
+}
+
 /* Enough descriptors for max_peers x (vectors + 1), plus slack. */
 static void raise_nofile(unsigned max_peers, unsigned vectors)
 {
@@ -149,7 +166,7 @@ int vshm_cmd_hub(int argc, char **argv)
 	};
 	struct vshm_hub_opts o = { .gid = (gid_t)-1 };
 	struct hub_log_ctx lc = { 0 };
-	char defpath[PATH_MAX], err[512];
+	char defpath[PATH_MAX], err[512], sizebuf[32];
 	struct vshm_hub *h = NULL;
 	sigset_t stop_sigs, old_sigs;
 	unsigned long long v;
@@ -299,8 +316,9 @@ int vshm_cmd_hub(int argc, char **argv)
 		pthread_sigmask(SIG_SETMASK, &old_sigs, NULL);
 		return rc == -EINVAL ? EXIT_USAGE : EXIT_RUNTIME;
 	}
-	hub_msg("listening on %s: %llu-byte window, %u vectors, at most %u peers",
-		o.socket_path, (unsigned long long)o.size, o.vectors, o.max_peers);
+	hub_msg("listening on %s: %s window, %u vectors, at most %u peers",
+		o.socket_path, fmt_size(o.size, sizebuf, sizeof(sizebuf)), o.vectors,
+		o.max_peers);
 	if (lc.verbose)
 		hub_msg("QEMU: -chardev socket,path=%s,id=ivsh0 "
 			"-device ivshmem-doorbell,chardev=ivsh0,vectors=%u",
