@@ -164,7 +164,7 @@ int vshm_cmd_hub(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct vshm_hub_opts o = { .gid = (gid_t)-1 };
+	struct vshm_hub_opts o = { 0 };
 	struct hub_log_ctx lc = { 0 };
 	char defpath[PATH_MAX], err[512], sizebuf[32];
 	struct vshm_hub *h = NULL;
@@ -220,6 +220,7 @@ int vshm_cmd_hub(int argc, char **argv)
 				hub_msg("bad --group '%s': no such group", optarg);
 				return EXIT_USAGE;
 			}
+			o.set_group = 1;
 			break;
 		case OPT_TF:
 			if (parse_uint(optarg, 0, 0, UINT32_MAX, &v)) {

@@ -723,7 +723,7 @@ static int hub_listen(struct vshm_hub *h, char *err, size_t errlen)
 			strerror(-rc));
 		return rc;
 	}
-	if (h->o.gid != (gid_t)-1 && chown(path, (uid_t)-1, h->o.gid) < 0) {
+	if (h->o.set_group && chown(path, (uid_t)-1, h->o.gid) < 0) {
 		rc = -errno;
 		set_err(err, errlen, "cannot give socket %s to group %u: %s", path,
 			(unsigned)h->o.gid, strerror(-rc));

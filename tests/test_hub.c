@@ -118,7 +118,7 @@ static int hub_start(struct hub_thr *ht, const char *path, unsigned vectors,
 {
 	struct vshm_hub_opts o = {
 		.socket_path = path, .size = size, .vectors = vectors,
-		.max_peers = max_peers, .gid = (gid_t)-1,
+		.max_peers = max_peers,
 		.log = test_log,
 	};
 	char err[256];
@@ -726,7 +726,7 @@ static void test_slow_reader(void)
 static void test_paths(void)
 {
 	char path[128], other[128], err[256];
-	struct vshm_hub_opts o = { .gid = (gid_t)-1, .size = 1 << 20 };
+	struct vshm_hub_opts o = { .size = 1 << 20 };
 	struct hub_thr ht;
 	struct vshm_hub *h2;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -759,9 +759,21 @@ static void test_paths(void)
 	is(rc, 0, "a stale socket is replaced");
 	ok(log_has("removed stale socket"), "and the hub says so");
 	ok(stat(path, &st) == 0 && (st.st_mode & 0777) == 0660, "--mode 0660 applied");
+	ok(st.st_gid == getegid(), "a zeroed opts leaves the group alone");
 	if (!rc)
 		vshm_hub_destroy(h2);
 	o.mode = 0;
+	if (geteuid() == 0) {
+		o.set_group = 1;
+		o.gid = 12345;
+		rc = vshm_hub_create(&h2, &o, err, sizeof(err));
+		ok(rc == 0 && stat(path, &st) == 0 && st.st_gid == 12345, "--group 12345 applied");
+		if (!rc)
+			vshm_hub_destroy(h2);
+		o.set_group = 0;
+	} else {
+		ok(1, "# SKIP --group needs root to pick an arbitrary group");
+	}
 
 	/* A file that is not a socket is never removed. */
 	sock_path(other, sizeof(other), "plain-file");
@@ -1086,6 +1098,8 @@ static void test_cmd(void)
 	char *bad_vec[] = { "hub", "--vectors", "65", NULL };
 	char *bad_opt[] = { "hub", "--frobnicate", NULL };
 	char *extra[] = { "hub", "extra", NULL };
+	char *bad_group[] = { "hub", "--group", "no-such-group-here", NULL };
+	char *bad_mode[] = { "hub", "--mode", "0999", NULL };
 	char *help[] = { "hub", "--help", NULL };
 	char *version[] = { "hub", "--version", NULL };
 	char *nodir[] = { "hub", "--socket", dirpath, NULL };
@@ -1108,6 +1122,9 @@ static void test_cmd(void)
 	is(run_cmd(out, sizeof(out), bad_opt), 2, "unknown option: exit 2");
 	ok(!strncmp(out, "vshm hub: unknown option '--frobnicate'", 39), "%.60s", out);
 	is(run_cmd(out, sizeof(out), extra), 2, "stray argument: exit 2");
+	is(run_cmd(out, sizeof(out), bad_group), 2, "unknown --group: exit 2");
+	ok(!strcmp(out, "vshm hub: bad --group 'no-such-group-here': no such group\n"), "%.80s", out);
+	is(run_cmd(out, sizeof(out), bad_mode), 2, "--mode 0999: exit 2");
 	is(run_cmd(out, sizeof(out), help), 0, "--help: exit 0");
 	ok(strstr(out, "--max-peers") && strstr(out, "ivshmem-doorbell"), "help lists options and the QEMU line");
 	is(run_cmd(out, sizeof(out), version), 0, "--version: exit 0");

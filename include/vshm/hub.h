@@ -60,7 +60,8 @@ struct vshm_hub_opts {
 	unsigned vectors;		/* 1..64; 0 = VSHM_HUB_DEFAULT_VECTORS */
 	unsigned max_peers;		/* 1..65536; 0 = VSHM_HUB_DEFAULT_MAX_PEERS */
 	unsigned mode;			/* socket file mode; 0 = VSHM_HUB_DEFAULT_MODE */
-	gid_t gid;			/* socket file group; (gid_t)-1 = leave it */
+	int set_group;			/* nonzero: give the socket file to @gid */
+	gid_t gid;			/* (so that a zeroed struct leaves the group alone) */
 	uint32_t transport_features;	/* VSHM_TF_* written into the header */
 	/* One line per event, no trailing newline, no prefix; NULL = silent.
 	 * Called from the thread running vshm_hub_run. */
