@@ -27,7 +27,7 @@
 #define CAPACITY	(IMG_SIZE / 512u)
 #define WIN_SIZE	(64u << 20)
 #define TIOV		160u
-#define NREQ		64u
+#define NREQ		80u
 
 #define T_IN		0u
 #define T_OUT		1u
@@ -568,6 +568,36 @@ static void test_flush(struct vshm_devmodel *m, const char *eng)
 	   "%s: flush completes after every write submitted before it", eng);
 	ok(status_of(&reqs[9]) == S_OK, "%s: read queued behind a flush", eng);
 
+	/*
+	 * io_uring: a flush reaches the kernel only once the completions of
+	 * the writes before it were processed.  Let the kernel finish the
+	 * writes, then reap once: they complete, the flush is only then
+	 * issued, so it cannot complete in that same poll.
+	 */
+	if (strcmp(eng, "io_uring") == 0) {
+		unsigned wdone = 0;
+
+		base = n_complete;
+		for (unsigned i = 0; i < 8; i++) {
+			fill_rand(data, 64 * 1024);
+			mk_write(&reqs[i], 4096 + (uint64_t)i * 128, data, 64 * 1024, 4);
+			memcpy(ref + (4096 + (uint64_t)i * 128) * 512, data, 64 * 1024);
+			submit(m, &reqs[i]);
+		}
+		mk_simple(&reqs[8], T_FLUSH, 0, 1);
+		submit(m, &reqs[8]);
+		usleep(200000);
+		m->ops->poll(m);
+		for (unsigned i = 0; i < 8; i++)
+			wdone += reqs[i].done == 1;
+		ok(wdone == 8 && reqs[8].done == 0,
+		   "%s: the flush is issued only after the writes before it completed", eng);
+		ok(wait_for(m, base + 9) && status_of(&reqs[8]) == S_OK, "%s: ... then completes", eng);
+	} else {
+		ok(1, "%s: synchronous engine: writes complete before a flush arrives", eng);
+		ok(1, "%s: (nothing to wait for)", eng);
+	}
+
 	mk_simple(t, T_FLUSH, 0, 5);
 	ok(run1(m, t) == 0 && status_of(t) == S_IOERR, "%s: flush with a data buffer: IOERR", eng);
 	free(data);
@@ -946,6 +976,82 @@ static void test_read_only(const char *eng, int force_pread)
 	m.ops->destroy(&m);
 }
 
+/* A ring of 4 entries under 64 requests: the backlog keeps order and loses nothing. */
+static void test_small_ring(const char *eng, int force_pread, uint64_t feat)
+{
+	struct vshm_blk_opts o = { .path = img_path, .force_pread = force_pread, .queue_depth = 4 };
+	struct vshm_devmodel m;
+	uint8_t *data = malloc(64 * 1024), *back = malloc(64 * 1024);
+	unsigned base, bad = 0, n = 64;
+	char err[256];
+	int fd;
+
+	if (vshm_blk_create(&m, &host, &o, err, sizeof(err))) {
+		ok(0, "%s/depth 4: create: %s", eng, err);
+		free(data);
+		free(back);
+		return;
+	}
+	m.ops->set_features(&m, feat);
+	fd = open(img_path, O_RDONLY);
+	if (fd < 0 || pread(fd, ref, IMG_SIZE, 0) != IMG_SIZE)
+		bad++;
+	if (fd >= 0)
+		close(fd);
+	/* Even slots written, odd slots read: none overlaps another. */
+	base = n_complete;
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t sector = (uint64_t)i * 256;
+
+		if (i % 2 == 0) {
+			fill_rand(data, 64 * 1024);
+			mk_write(&reqs[i], sector, data, 64 * 1024, 6);
+			memcpy(ref + sector * 512, data, 64 * 1024);
+		} else {
+			mk_read(&reqs[i], sector, 64 * 1024, 6);
+		}
+		if (submit(&m, &reqs[i]))
+			bad++;
+		if (i == 40) {		/* a flush in the middle of the backlog */
+			mk_simple(&reqs[n], T_FLUSH, 0, 1);
+			submit(&m, &reqs[n]);
+		}
+	}
+	ok(wait_for(&m, base + n + 1), "%s/depth 4: 64 requests and a flush complete", eng);
+	for (unsigned i = 0; i <= n; i++) {
+		if (reqs[i].done != 1 || status_of(&reqs[i]) != S_OK) {
+			bad++;
+			continue;
+		}
+		if (i < n && i % 2) {
+			read_back(&reqs[i], back, 0, 64 * 1024);
+			if (memcmp(back, ref + (uint64_t)i * 256 * 512, 64 * 1024))
+				bad++;
+		}
+	}
+	for (unsigned i = 0; i <= 40; i += 2)
+		if (reqs[i].order > reqs[n].order)
+			bad++;
+	is(bad, 0, "%s/depth 4: all OK, reads right, flush after the writes before it", eng);
+	ok(image_matches(img_path), "%s/depth 4: image equals the reference", eng);
+
+	/* Reset with most of them still in the backlog. */
+	base = n_complete;
+	for (unsigned i = 0; i < 32; i++) {
+		mk_read(&reqs[i], (uint64_t)i * 64, 32 * 1024, 2);
+		submit(&m, &reqs[i]);
+	}
+	m.ops->reset(&m);
+	bad = 0;
+	for (unsigned i = 0; i < 32; i++)
+		bad += reqs[i].done != 1;
+	ok(n_complete - base == 32 && bad == 0,
+	   "%s/depth 4: reset gives back backlogged and in-flight requests once", eng);
+	m.ops->destroy(&m);
+	free(data);
+	free(back);
+}
+
 /* The suite on one engine. */
 static void suite(int force_pread)
 {
@@ -994,6 +1100,7 @@ static void suite(int force_pread)
 	test_reset(&m, eng, feat);
 	ok(image_matches(img_path), "%s: image equals the reference at the end", eng);
 	m.ops->destroy(&m);
+	test_small_ring(eng, force_pread, feat);
 	test_read_only(eng, force_pread);
 	unlink(img_path);
 
