@@ -94,6 +94,7 @@
 #define BLK_MAX_DISCARD_SECTORS	(1u << 22)	/* 2 GiB per range */
 #define BLK_MAX_WZ_SECTORS	(1u << 22)
 #define BLK_DISCARD_ALIGN	8u		/* 4 KiB: a hint, not enforced */
+#define BLK_MAX_DATA		0xfffffe00u	/* bytes per request: written is 32-bit */
 #define BLK_RESET_WAIT_MS	10000u		/* bound on waiting for host I/O */
 #define BLK_ZERO_BUF		65536u		/* write-zeroes fallback */
 #define BLK_ZERO_IOV		16u		/* so 1 MiB per write */
@@ -610,7 +611,8 @@ static int blk_request(struct vshm_devmodel *m, struct vshm_req *r)
 	}
 
 	if (type == BLK_T_IN || type == BLK_T_OUT) {
-		if (dlen % BLK_SECTOR || !blk_in_range(b, sector, dlen / BLK_SECTOR))
+		if (dlen % BLK_SECTOR || dlen > BLK_MAX_DATA ||
+		    !blk_in_range(b, sector, dlen / BLK_SECTOR))
 			return blk_reply(b, r, status, BLK_S_IOERR, 1);
 		if (dlen == 0)
 			return blk_reply(b, r, status, BLK_S_OK, 1);

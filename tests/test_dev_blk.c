@@ -1052,6 +1052,50 @@ static void test_small_ring(const char *eng, int force_pread, uint64_t feat)
 	free(back);
 }
 
+/*
+ * 4 GiB of data cannot be reported in a 32-bit used length: IOERR, no I/O.
+ * 128 buffers of 32 MiB all naming the same window range, on a sparse
+ * 8 GiB image so the sectors are in range.
+ */
+static void test_huge(const char *eng, int force_pread)
+{
+	struct vshm_devmodel m;
+	struct treq *t = &reqs[0];
+	uint8_t *region = win.base + win.drv_lo;
+	char path[64];
+	uint64_t t0;
+	int fd;
+
+	snprintf(path, sizeof(path), "/tmp/vshm-blk-huge-XXXXXX");
+	fd = mkstemp(path);
+	if (fd < 0 || ftruncate(fd, 8ull << 30) || create(&m, path, 0, force_pread, NULL)) {
+		ok(0, "%s: sparse 8 GiB image", eng);
+		if (fd >= 0)
+			close(fd);
+		unlink(path);
+		return;
+	}
+	close(fd);
+	memset(t, 0, sizeof(*t));
+	t->iov[0].base = walloc(16);
+	t->iov[0].len = 16;
+	hdr(t->iov[0].base, T_IN, 0);
+	for (unsigned i = 1; i <= 128; i++) {
+		t->iov[i].base = region;
+		t->iov[i].len = 32u << 20;
+	}
+	t->iov[129].base = walloc(1);
+	t->iov[129].len = 1;
+	t->r.chain.nout = 1;
+	t->r.chain.nin = 129;
+	t->r.chain.iov = t->iov;
+	t0 = now_ms();
+	ok(run1(&m, t) == 0 && status_of(t) == S_IOERR && t->written == 1 && now_ms() - t0 < 1000,
+	   "%s: a 4 GiB read: IOERR at once", eng);
+	m.ops->destroy(&m);
+	unlink(path);
+}
+
 /* The suite on one engine. */
 static void suite(int force_pread)
 {
@@ -1101,6 +1145,7 @@ static void suite(int force_pread)
 	ok(image_matches(img_path), "%s: image equals the reference at the end", eng);
 	m.ops->destroy(&m);
 	test_small_ring(eng, force_pread, feat);
+	test_huge(eng, force_pread);
 	test_read_only(eng, force_pread);
 	unlink(img_path);
 
