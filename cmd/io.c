@@ -171,6 +171,7 @@ static int cmd_file(struct io_ctx *c, const char *path, uint64_t off, int verify
 		close(fd);
 		return 1;
 	}
+	t0 = now_s();
 	vshm_blkdrv_info(b, &bi);
 	if (off + size > bi.capacity * VSHM_BLK_SECTOR) {
 		fprintf(stderr, "vshm io: %s (%llu bytes) does not fit on the disk at offset %llu (disk: %llu bytes)\n",
@@ -267,6 +268,7 @@ static int cmd_read(struct io_ctx *c, uint64_t len, const char *out, uint64_t of
 	}
 	if (open_blk(c, &b, 64))
 		goto out_fd;
+	t0 = now_s();
 	buf = malloc(CHUNK);
 	while (buf && done < len) {
 		size_t n = len - done < CHUNK ? (size_t)(len - done) : CHUNK;

@@ -286,7 +286,7 @@ static int handle_event(struct serve *s, uint64_t tag, int fd)
 			return 0;
 		}
 		s->con.in_fd = s->con.out_fd = c;
-		epoll_add(s->epfd, c, TAG_CON_IN);
+		epoll_add(s->epfd, c, ((uint64_t)c << 8) | TAG_CON_IN);
 		return 0;
 	}
 	case TAG_CON_IN:

@@ -748,7 +748,7 @@ int vshm_dev_rt_add(struct vshm_dev_rt *rt, struct vshm_devmodel *m)
 		return -EINVAL;	/* created with vshm_dev_rt_next_host() */
 	d->m = m;
 	d->nq = nq;
-	d->seg_max = m->ops->seg_max ? m->ops->seg_max(m) + 2 : 130;
+	d->seg_max = m->ops->seg_max ? m->ops->seg_max(m) : 128;	/* buffers per chain, all told */
 	d->offered = (m->ops->features ? m->ops->features(m) : 0) | RT_FEATURES;
 	d->q = calloc(nq, sizeof(*d->q));
 	if (!d->q)

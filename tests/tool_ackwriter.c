@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,7 +69,7 @@ static int do_write(struct vshm_drv *d, const char *logpath, unsigned qd)
 	struct vshm_blkdrv_info bi;
 	struct slot *slots = calloc(qd, sizeof(*slots));
 	uint64_t next = 0, run = 1, nblocks, since_flush = 0;
-	int acked = 0, failed = 0, rc;
+	int acked = 0, failed = 0, rc = 0;
 	int dev = vshm_drv_find(d, VSHM_VIRTIO_ID_BLOCK);
 
 	if (dev < 0 || vshm_blkdrv_open(d, (uint16_t)dev, qd, &b)) {
@@ -94,17 +95,19 @@ static int do_write(struct vshm_drv *d, const char *logpath, unsigned qd)
 			slots[i].run = run;
 			rc = vshm_blkdrv_submit(b, VSHM_BLK_OP_WRITE, next * (BLK / 512), slots[i].buf,
 						BLK, done_cb, &slots[i]);
-			if (rc == -EAGAIN)
+			if (rc == -EAGAIN) {
+				rc = 0;
 				break;
+			}
 			if (rc)
 				goto out;
 			slots[i].busy = 1;
 			next++;
 			since_flush++;
 		}
-		if (vshm_blkdrv_wait(b, 1000000000ll) < 0 || failed)
+		if ((rc = vshm_blkdrv_wait(b, 1000000000ll)) < 0 || failed)
 			goto out;
-		if (since_flush >= 64 && vshm_blkdrv_flush(b))
+		if (since_flush >= 64 && (rc = vshm_blkdrv_flush(b)))
 			goto out;
 		if (since_flush >= 64)
 			since_flush = 0;
@@ -114,7 +117,8 @@ static int do_write(struct vshm_drv *d, const char *logpath, unsigned qd)
 		}
 	}
 out:
-	fprintf(stderr, "ackwriter: stopped after %d acknowledged writes (%d failed)\n", acked, failed);
+	fprintf(stderr, "ackwriter: stopped by %s after %d acknowledged writes; %d failed explicitly\n",
+		rc < 0 ? strerror(-rc) : "a failed write", acked, failed);
 	vshm_blkdrv_close(b);
 	close(logfd);
 	return 1;

@@ -58,7 +58,8 @@ struct vshm_devmodel_ops {
 	/* Static shape; the runtime advertises these through GET_VQUEUE. */
 	uint32_t (*num_queues)(struct vshm_devmodel *m);
 	uint32_t (*queue_max)(struct vshm_devmodel *m, unsigned queue);
-	/* Most buffers a chain may have (the iov array the runtime pops into). */
+	/* Most buffers a chain may have, header and status included (the iov
+	 * array the runtime pops into); a longer chain breaks the queue. */
 	uint32_t (*seg_max)(struct vshm_devmodel *m);
 
 	/* Device-type feature bits offered (the runtime adds VERSION_1 etc.). */
