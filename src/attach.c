@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <vshm/attach.h>
 #include <vshm/session.h>
@@ -43,6 +44,9 @@ int vshm_peer_attach(struct vshm_peer *p, const char *path, int timeout_ms,
 		vshm_hub_client_close(&p->hc);
 		return rc;
 	}
+	/* The mapping holds its own duplicate: keep one window fd, not two. */
+	close(p->hc.shm_fd);
+	p->hc.shm_fd = -1;
 	rc = vshm_doorbell_eventfd_init(&p->db, p->hc.vectors, NULL, p->hc.own);
 	if (rc) {
 		if (err)
