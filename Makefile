@@ -103,10 +103,11 @@ $(O)/tests/%: tests/%.c $(DEV_OBJS) $(LIBA) tests/tap.h
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(DEV_OBJS) $(LIBA) $(LDLIBS) $(EXTRA_LDLIBS)
 
-$(O)/bench/%: bench/%.c $(LIBA) $(wildcard bench/*.h)
+# Benchmarks link like tests: bench_blk drives the blk driver (drivers/) and io_uring.
+$(O)/bench/%: bench/%.c $(DEV_OBJS) $(LIBA) $(wildcard bench/*.h)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  BENCH   $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -Ibench $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -Ibench $(LDFLAGS) -o $@ $< $(DEV_OBJS) $(LIBA) $(LDLIBS) $(EXTRA_LDLIBS)
 
 tests: $(TEST_BINS) $(TOOL_BINS) $(VSHM)
 
@@ -127,14 +128,14 @@ bench: deps
 FUZZ_O := $(O)/fuzz
 FUZZ_FLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Iinclude -Isrc -Itests \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DVSHM_FUZZ
-FUZZ_LIB_SRCS := $(LIB_SRCS)
+FUZZ_LIB_SRCS := $(LIB_SRCS) $(wildcard devices/*.c)
 FUZZ_SMOKE_SECONDS ?= 30
 FUZZ_SECONDS ?= 600
 
 $(FUZZ_O)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB_SRCS) $(wildcard src/*.h include/vshm/*.h fuzz/*.h)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZ    $@")
-	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB_SRCS) -lpthread
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB_SRCS) -lpthread $(EXTRA_LDLIBS)
 
 fuzz-build: deps
 	$(Q)$(MAKE) --no-print-directory $(FUZZ_BINS)
