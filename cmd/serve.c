@@ -20,6 +20,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,7 +32,7 @@
 
 #define MAX_DEVS 8
 
-enum { CON_STDIO, CON_UNIX };
+enum { CON_STDIO, CON_UNIX, CON_PTY };
 
 struct console_port {
 	int mode;
@@ -64,8 +65,9 @@ static void usage(FILE *f)
 		"Serve virtio devices over a hub's window.  Devices, in device-number order:\n"
 		"  blk:IMAGE[,ro][,serial=ID][,pread]   a raw disk image (io_uring, or pread)\n"
 		"  rng                                  random bytes from getrandom()\n"
-		"  console[:stdio|:unix=PATH]           a console on stdio (default) or on a\n"
-		"                                       Unix socket that one client at a time uses\n"
+		"  console[:stdio|:pty|:unix=PATH]      a console on stdio (default), on a new pty\n"
+		"                                       (its path is printed), or on a Unix socket\n"
+		"                                       that one client at a time uses\n"
 		"\n"
 		"options:\n"
 		"  --hub PATH      the hub's socket (default: the hub's default path)\n"
@@ -97,6 +99,8 @@ static long con_out(void *ctx, const void *buf, size_t len)
 	n = c->mode == CON_UNIX ? send(c->out_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL)
 				: write(c->out_fd, buf, len);
 	if (n < 0)
+		/* A full pipe or socket pushes back; a pty nobody has open, or a
+		 * client gone, drops the output rather than stalling the driver. */
 		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : (long)len;
 	return (long)n;
 }
@@ -145,7 +149,32 @@ static int console_setup(struct serve *s, const char *spec, char *err, size_t er
 		}
 		return 0;
 	}
-	snprintf(err, errlen, "bad console option '%s': expected stdio or unix=PATH", spec);
+	if (!strcmp(spec, "pty")) {
+		int fd = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+		const char *name;
+
+		if (fd < 0 || grantpt(fd) || unlockpt(fd) || !(name = ptsname(fd))) {
+			snprintf(err, errlen, "cannot create a pty for the console: %s", strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return -errno;
+		}
+		/* Raw, like a serial line: no echo of the driver's output back
+		 * into its input, no line editing, no CR/LF translation. */
+		{
+			struct termios t;
+
+			if (tcgetattr(fd, &t) == 0) {
+				cfmakeraw(&t);
+				tcsetattr(fd, TCSANOW, &t);
+			}
+		}
+		c->mode = CON_PTY;
+		c->in_fd = c->out_fd = fd;
+		snprintf(c->path, sizeof(c->path), "%s", name);
+		return 0;
+	}
+	snprintf(err, errlen, "bad console option '%s': expected stdio, pty or unix=PATH", spec);
 	return -EINVAL;
 }
 
@@ -294,6 +323,13 @@ static int handle_event(struct serve *s, uint64_t tag, int fd)
 		if (n > 0) {
 			/* Bounded by the model; what does not fit is dropped. */
 			vshm_console_input(s->con.m, buf, (size_t)n);
+		} else if (s->con.mode == CON_PTY) {
+			/* No terminal on the other side (EIO): wait for one, gently. */
+			if (n < 0 && errno == EIO) {
+				struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+				nanosleep(&ts, NULL);
+			}
 		} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 			epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
 			if (s->con.mode == CON_UNIX) {
@@ -459,6 +495,10 @@ int vshm_cmd_serve(int argc, char **argv)
 	}
 	if (s.have_con && s.con.mode == CON_UNIX)
 		ADD(s.con.listen_fd, TAG_CON_LISTEN);
+	if (s.have_con && s.con.mode == CON_PTY) {
+		ADD(s.con.in_fd, TAG_CON_IN);
+		fprintf(stderr, "vshm serve: console on %s\n", s.con.path);
+	}
 #undef ADD
 	fprintf(stderr, "vshm serve: peer %lld serving %d device%s on %s (window %llu MiB, %u vectors)\n",
 		(long long)s.peer.hc.id, s.nmodels, s.nmodels == 1 ? "" : "s", hub,

@@ -28,7 +28,7 @@ diag() { echo "# $*"; }
 fails() { ! "$@"; }
 
 # Wait (bounded) until a file exists.
-wait_for() { local i; for i in $(seq 1 100); do [ -e "$1" ] && return 0; sleep 0.05; done; return 1; }
+wait_for() { local i; for i in $(seq 1 200); do [ -e "$1" ] && return 0; sleep 0.05; done; return 1; }
 
 start_hub() { # SOCK [args]
 	local sock=$1; shift
@@ -104,6 +104,7 @@ for _ in range(100):
         s.connect(sys.argv[1]); break
     except OSError:
         time.sleep(0.05)
+open(sys.argv[2] + ".ready", "w").close()
 s.settimeout(5)
 got = b""
 end = time.time() + 8
@@ -121,11 +122,40 @@ open(sys.argv[2], "wb").write(got)
 EOF
 conpid=$!
 pids+=($conpid)
-sleep 0.2
+wait_for "$T/con.out.ready"
+sleep 0.2	# the serve process accepts the client
 out=$(timeout 10 "$VSHM" io --hub "$HUB" --timeout 1500 console hello-from-driver 2>&1)
 wait "$conpid" 2>/dev/null
 check "console: a line from the host reaches the driver" grep -q hello-from-host <<<"$out"
 check "console: a line from the driver reaches the host" grep -q hello-from-driver "$T/con.out"
+
+# ---- console on a pty -------------------------------------------------------
+HUBP=$T/hubp.sock
+start_hub "$HUBP" --size 16M
+start_serve "$HUBP" console:pty
+pts=$(sed -n 's/.*console on //p' "$T/serve.$SERVES.log")
+python3 - "$pts" "$T/pty.out" <<'EOF' &
+import os, sys, time, select
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)
+open(sys.argv[2] + ".ready", "w").close()
+got = b""
+end = time.time() + 8
+while b"hello-pty-driver" not in got and time.time() < end:
+    r, _, _ = select.select([fd], [], [], 0.2)
+    if r:
+        got += os.read(fd, 4096)
+os.write(fd, b"hello-pty-host\n")
+time.sleep(1)
+open(sys.argv[2], "wb").write(got)
+EOF
+ptypid=$!
+pids+=($ptypid)
+wait_for "$T/pty.out.ready"
+out=$(timeout 10 "$VSHM" io --hub "$HUBP" --timeout 1500 console hello-pty-driver 2>&1)
+wait "$ptypid" 2>/dev/null
+check "pty console: the driver's line reaches the terminal side" grep -q hello-pty-driver "$T/pty.out"
+check "pty console: the terminal's line reaches the driver, and no echo of its own" \
+	test "$(grep -c hello <<<"$out")" -eq 1 -a "$(grep -c hello-pty-host <<<"$out")" -eq 1
 
 # ---- read-only -------------------------------------------------------------
 HUB2=$T/hub2.sock
