@@ -34,6 +34,7 @@
 
 #include <vshm/vq.h>
 #include "barrier.h"
+#include "vq_internal.h"
 
 /* ======================================================================== */
 /* Generic helpers                                                          */
@@ -121,6 +122,7 @@ struct drv_desc_state {
 };
 
 struct vshm_drv_vq {
+	struct vq_common c;	/* first: format, broken, error, notify, stats */
 	struct vshm_window *w;
 	struct ring_ptrs r;
 	struct vshm_vq_layout l;
@@ -129,9 +131,6 @@ struct vshm_drv_vq {
 	uint32_t mask;
 	bool event_idx;		/* VIRTIO_RING_F_EVENT_IDX negotiated */
 	bool cb_enabled;	/* we want used notifications */
-	bool broken;
-	const char *error;
-	struct vshm_vq_notify notify;
 
 	uint16_t free_head;	/* first free descriptor (private list) */
 	uint16_t num_free;
@@ -144,16 +143,11 @@ struct vshm_drv_vq {
 	uint16_t *pub_heads;	/* heads added but not yet published */
 	uint32_t npending;
 	struct drv_desc_state *st;
-	struct vshm_vq_stats stats;
 };
 
 static int drv_fail(struct vshm_drv_vq *vq, const char *why)
 {
-	if (!vq->broken) {
-		vq->broken = true;
-		vq->error = why;
-	}
-	return -EIO;
+	return vq_fail(&vq->c, why);
 }
 
 static void drv_init_ring(struct vshm_drv_vq *vq)
@@ -176,9 +170,11 @@ static void drv_init_ring(struct vshm_drv_vq *vq)
 	vq->cb_enabled = true;
 }
 
-int vshm_drv_vq_create(struct vshm_drv_vq **out, struct vshm_window *w,
-		       const struct vshm_vq_layout *l, uint64_t features,
-		       const struct vshm_vq_notify *notify)
+static const struct vq_drv_ops split_drv_ops;
+static void split_drv_destroy(struct vshm_drv_vq *vq);
+
+int vq_split_drv_create(struct vshm_drv_vq **out, struct vshm_window *w,
+			const struct vshm_vq_layout *l, uint64_t features)
 {
 	struct vshm_drv_vq *vq;
 
@@ -203,13 +199,13 @@ int vshm_drv_vq_create(struct vshm_drv_vq **out, struct vshm_window *w,
 		if (!vq->indirect)
 			goto einval;
 	}
-	if (notify)
-		vq->notify = *notify;
+	vq->c.format = VSHM_VQ_FMT_SPLIT;
+	vq->c.ops.drv = &split_drv_ops;
 	vq->next = calloc(l->num, sizeof(*vq->next));
 	vq->pub_heads = calloc(l->num, sizeof(*vq->pub_heads));
 	vq->st = calloc(l->num, sizeof(*vq->st));
 	if (!vq->next || !vq->pub_heads || !vq->st) {
-		vshm_drv_vq_destroy(vq);
+		split_drv_destroy(vq);
 		return -ENOMEM;
 	}
 	drv_init_ring(vq);
@@ -220,7 +216,7 @@ einval:
 	return -EINVAL;
 }
 
-void vshm_drv_vq_destroy(struct vshm_drv_vq *vq)
+static void split_drv_destroy(struct vshm_drv_vq *vq)
 {
 	if (!vq)
 		return;
@@ -258,7 +254,7 @@ static inline void write_desc(struct vshm_vring_desc *d, const struct vshm_sg *s
 	d->next = next;
 }
 
-int vshm_drv_vq_add_ex(struct vshm_drv_vq *vq, const struct vshm_sg *sg,
+static int split_add(struct vshm_drv_vq *vq, const struct vshm_sg *sg,
 		       unsigned nout, unsigned nin, void *cookie, unsigned flags)
 {
 	unsigned n = nout + nin, i;
@@ -266,7 +262,7 @@ int vshm_drv_vq_add_ex(struct vshm_drv_vq *vq, const struct vshm_sg *sg,
 	uint16_t head, id;
 	bool indirect;
 
-	if (vq->broken)
+	if (vq->c.broken)
 		return -EIO;
 	if (!cookie || n == 0 || n < nout || !sg_ok(vq, sg, n, &in_len, nout))
 		return -EINVAL;
@@ -297,7 +293,7 @@ int vshm_drv_vq_add_ex(struct vshm_drv_vq *vq, const struct vshm_sg *sg,
 		vq->free_head = vq->next[head];
 		vq->num_free--;
 		vq->st[head].ndesc = 1;
-		vq->stats.indirect++;
+		vq->c.stats.indirect++;
 	} else {
 		id = head;
 		for (i = 0; i < n; i++) {
@@ -319,23 +315,17 @@ int vshm_drv_vq_add_ex(struct vshm_drv_vq *vq, const struct vshm_sg *sg,
 	vq->r.avail->ring[vq->avail_idx & vq->mask] = head;
 	vq->avail_idx++;
 	vq->pub_heads[vq->npending++] = head;
-	vq->stats.chains++;
+	vq->c.stats.chains++;
 	return 0;
 }
 
-int vshm_drv_vq_add(struct vshm_drv_vq *vq, const struct vshm_sg *sg,
-		    unsigned nout, unsigned nin, void *cookie)
-{
-	return vshm_drv_vq_add_ex(vq, sg, nout, nin, cookie, 0);
-}
-
-int vshm_drv_vq_publish(struct vshm_drv_vq *vq)
+static int split_drv_publish(struct vshm_drv_vq *vq)
 {
 	uint16_t old = vq->avail_pub, new_idx = vq->avail_idx;
 	uint32_t i;
 	int need;
 
-	if (vq->broken)
+	if (vq->c.broken)
 		return -EIO;
 	if (old == new_idx)
 		return 0;
@@ -358,18 +348,7 @@ int vshm_drv_vq_publish(struct vshm_drv_vq *vq)
 		need = !(vshm_load_once(&vq->r.used->flags) & VSHM_VRING_USED_F_NO_NOTIFY);
 	}
 	if (!need)
-		vq->stats.suppressed++;
-	return need;
-}
-
-int vshm_drv_vq_kick(struct vshm_drv_vq *vq)
-{
-	int need = vshm_drv_vq_publish(vq);
-
-	if (need > 0 && vq->notify.notify) {
-		vq->stats.notifies++;
-		return vq->notify.notify(vq->notify.ctx) < 0 ? -EIO : 1;
-	}
+		vq->c.stats.suppressed++;
 	return need;
 }
 
@@ -430,7 +409,7 @@ static int drv_harvest_one(struct vshm_drv_vq *vq, void **cookie, uint32_t *len)
 	drv_free_chain(vq, (uint16_t)id);
 	vq->inflight--;
 	vq->last_used++;
-	vq->stats.completions++;
+	vq->c.stats.completions++;
 	return 1;
 }
 
@@ -444,25 +423,13 @@ static void drv_update_used_event(struct vshm_drv_vq *vq)
 		vshm_store_once(vq->r.used_event, vq->last_used);
 }
 
-int vshm_drv_vq_harvest(struct vshm_drv_vq *vq, void **cookie, uint32_t *len)
-{
-	int rc;
-
-	if (vq->broken)
-		return -EIO;
-	rc = drv_harvest_one(vq, cookie, len);
-	if (rc > 0)
-		drv_update_used_event(vq);
-	return rc;
-}
-
-int vshm_drv_vq_harvest_batch(struct vshm_drv_vq *vq, void **cookies,
+static int split_harvest_batch(struct vshm_drv_vq *vq, void **cookies,
 			      uint32_t *lens, unsigned max)
 {
 	unsigned n = 0;
 	int rc;
 
-	if (vq->broken)
+	if (vq->c.broken)
 		return -EIO;
 	while (n < max) {
 		rc = drv_harvest_one(vq, &cookies[n], &lens[n]);
@@ -477,11 +444,11 @@ int vshm_drv_vq_harvest_batch(struct vshm_drv_vq *vq, void **cookies,
 	return (int)n;
 }
 
-int vshm_drv_vq_enable_cb(struct vshm_drv_vq *vq)
+static int split_enable_cb(struct vshm_drv_vq *vq)
 {
 	uint16_t idx;
 
-	if (vq->broken)
+	if (vq->c.broken)
 		return -EIO;
 	vq->cb_enabled = true;
 	if (vq->event_idx)
@@ -497,10 +464,10 @@ int vshm_drv_vq_enable_cb(struct vshm_drv_vq *vq)
 	return idx != vq->last_used;
 }
 
-void vshm_drv_vq_disable_cb(struct vshm_drv_vq *vq)
+static void split_disable_cb(struct vshm_drv_vq *vq)
 {
 	vq->cb_enabled = false;
-	if (vq->broken)
+	if (vq->c.broken)
 		return;
 	if (vq->event_idx)
 		/* An event index behind everything the device can reach. */
@@ -509,7 +476,7 @@ void vshm_drv_vq_disable_cb(struct vshm_drv_vq *vq)
 		vshm_store_once(&vq->r.avail->flags, VSHM_VRING_AVAIL_F_NO_INTERRUPT);
 }
 
-void *vshm_drv_vq_detach_unused(struct vshm_drv_vq *vq)
+static void *split_detach_unused(struct vshm_drv_vq *vq)
 {
 	uint32_t i;
 
@@ -528,63 +495,50 @@ void *vshm_drv_vq_detach_unused(struct vshm_drv_vq *vq)
 	return NULL;
 }
 
-int vshm_drv_vq_reset(struct vshm_drv_vq *vq)
+static int split_drv_reset(struct vshm_drv_vq *vq)
 {
 	uint32_t i;
 
 	for (i = 0; i < vq->num; i++)
 		if (vq->st[i].head)
 			return -EBUSY;
-	memset(&vq->stats, 0, sizeof(vq->stats));
+	memset(&vq->c.stats, 0, sizeof(vq->c.stats));
 	drv_init_ring(vq);
-	vq->broken = false;
-	vq->error = NULL;
+	vq->c.broken = false;
+	vq->c.error = NULL;
 	return 0;
 }
 
-bool vshm_drv_vq_broken(const struct vshm_drv_vq *vq) { return vq->broken; }
-const char *vshm_drv_vq_error(const struct vshm_drv_vq *vq) { return vq->error; }
-unsigned vshm_drv_vq_num_free(const struct vshm_drv_vq *vq) { return vq->num_free; }
-unsigned vshm_drv_vq_inflight(const struct vshm_drv_vq *vq) { return vq->inflight; }
-
-void vshm_drv_vq_stats(const struct vshm_drv_vq *vq, struct vshm_vq_stats *s)
-{
-	*s = vq->stats;
-}
+static unsigned split_num_free(const struct vshm_drv_vq *vq) { return vq->num_free; }
+static unsigned split_inflight(const struct vshm_drv_vq *vq) { return vq->inflight; }
 
 /* ======================================================================== */
 /* Split ring: device side                                                  */
 
 struct vshm_dev_vq {
+	struct vq_common c;	/* first: format, broken, error, notify, stats */
 	const struct vshm_window *w;
 	struct ring_ptrs r;
 	uint32_t num;
 	uint32_t mask;
 	bool event_idx;
 	bool indirect_ok;	/* INDIRECT_DESC negotiated */
-	bool broken;
-	const char *error;
-	struct vshm_vq_notify notify;
 
 	uint16_t last_avail;	/* next avail entry to pop */
 	uint16_t avail_seen;	/* avail->idx as last loaded (validated) */
 	uint16_t used_idx;	/* next used->idx value (private copy) */
 	uint16_t used_pub;	/* used->idx as last published */
-	struct vshm_vq_stats stats;
 };
 
 static int dev_fail(struct vshm_dev_vq *vq, const char *why)
 {
-	if (!vq->broken) {
-		vq->broken = true;
-		vq->error = why;
-	}
-	return -EIO;
+	return vq_fail(&vq->c, why);
 }
 
-int vshm_dev_vq_create(struct vshm_dev_vq **out, const struct vshm_window *w,
-		       const struct vshm_vq_layout *l, uint64_t features,
-		       const struct vshm_vq_notify *notify)
+static const struct vq_dev_ops split_dev_ops;
+
+int vq_split_dev_create(struct vshm_dev_vq **out, const struct vshm_window *w,
+			const struct vshm_vq_layout *l, uint64_t features)
 {
 	struct vshm_dev_vq *vq;
 
@@ -601,8 +555,8 @@ int vshm_dev_vq_create(struct vshm_dev_vq **out, const struct vshm_window *w,
 	vq->mask = l->num - 1;
 	vq->event_idx = has(features, VSHM_F_EVENT_IDX);
 	vq->indirect_ok = has(features, VSHM_F_INDIRECT_DESC);
-	if (notify)
-		vq->notify = *notify;
+	vq->c.format = VSHM_VQ_FMT_SPLIT;
+	vq->c.ops.dev = &split_dev_ops;
 	/*
 	 * The device owns the used ring: start it clean.  Indices start at 0
 	 * as the spec requires after a queue is (re)enabled.
@@ -614,7 +568,7 @@ int vshm_dev_vq_create(struct vshm_dev_vq **out, const struct vshm_window *w,
 	return 0;
 }
 
-void vshm_dev_vq_destroy(struct vshm_dev_vq *vq)
+static void split_dev_destroy(struct vshm_dev_vq *vq)
 {
 	free(vq);
 }
@@ -744,43 +698,25 @@ static int dev_pop_one(struct vshm_dev_vq *vq, struct vshm_chain *c,
 		i = d.next;
 	}
 	vq->last_avail++;
-	vq->stats.chains++;
+	vq->c.stats.chains++;
 	if (c->indirect)
-		vq->stats.indirect++;
+		vq->c.stats.indirect++;
 	return 1;
 }
 
-int vshm_dev_vq_pop(struct vshm_dev_vq *vq, struct vshm_chain *c,
+static int split_pop(struct vshm_dev_vq *vq, struct vshm_chain *c,
 		    struct vshm_iov *iov, unsigned max_iov)
 {
-	if (vq->broken)
+	if (vq->c.broken)
 		return -EIO;
 	return dev_pop_one(vq, c, iov, max_iov);
 }
 
-int vshm_dev_vq_pop_batch(struct vshm_dev_vq *vq, struct vshm_chain *c,
-			  unsigned n, struct vshm_iov *iov, unsigned iov_per)
-{
-	unsigned k;
-	int rc;
-
-	if (vq->broken)
-		return -EIO;
-	for (k = 0; k < n; k++) {
-		rc = dev_pop_one(vq, &c[k], iov + (size_t)k * iov_per, iov_per);
-		if (rc < 0)
-			return rc;
-		if (rc == 0)
-			break;
-	}
-	return (int)k;
-}
-
-int vshm_dev_vq_push(struct vshm_dev_vq *vq, uint16_t head, uint32_t written)
+static int split_push(struct vshm_dev_vq *vq, uint16_t head, uint32_t written)
 {
 	struct vshm_vring_used_elem *e;
 
-	if (vq->broken)
+	if (vq->c.broken)
 		return -EIO;
 	if (head >= vq->num)
 		return -EINVAL;
@@ -788,16 +724,16 @@ int vshm_dev_vq_push(struct vshm_dev_vq *vq, uint16_t head, uint32_t written)
 	vshm_store_once(&e->id, head);
 	vshm_store_once(&e->len, written);
 	vq->used_idx++;
-	vq->stats.completions++;
+	vq->c.stats.completions++;
 	return 0;
 }
 
-int vshm_dev_vq_publish(struct vshm_dev_vq *vq)
+static int split_dev_publish(struct vshm_dev_vq *vq)
 {
 	uint16_t old = vq->used_pub, new_idx = vq->used_idx;
 	int need;
 
-	if (vq->broken)
+	if (vq->c.broken)
 		return -EIO;
 	if (old == new_idx)
 		return 0;
@@ -814,24 +750,13 @@ int vshm_dev_vq_publish(struct vshm_dev_vq *vq)
 		need = !(vshm_load_once(&vq->r.avail->flags) & VSHM_VRING_AVAIL_F_NO_INTERRUPT);
 	}
 	if (!need)
-		vq->stats.suppressed++;
+		vq->c.stats.suppressed++;
 	return need;
 }
 
-int vshm_dev_vq_complete(struct vshm_dev_vq *vq)
+static int split_enable_notify(struct vshm_dev_vq *vq)
 {
-	int need = vshm_dev_vq_publish(vq);
-
-	if (need > 0 && vq->notify.notify) {
-		vq->stats.notifies++;
-		return vq->notify.notify(vq->notify.ctx) < 0 ? -EIO : 1;
-	}
-	return need;
-}
-
-int vshm_dev_vq_enable_notify(struct vshm_dev_vq *vq)
-{
-	if (vq->broken)
+	if (vq->c.broken)
 		return -EIO;
 	if (vq->event_idx)
 		vshm_store_once(vq->r.avail_event, vq->last_avail);
@@ -842,9 +767,9 @@ int vshm_dev_vq_enable_notify(struct vshm_dev_vq *vq)
 	return dev_avail_pending(vq);
 }
 
-void vshm_dev_vq_disable_notify(struct vshm_dev_vq *vq)
+static void split_disable_notify(struct vshm_dev_vq *vq)
 {
-	if (vq->broken)
+	if (vq->c.broken)
 		return;
 	/*
 	 * With event index a stale avail_event already suppresses kicks (the
@@ -854,10 +779,24 @@ void vshm_dev_vq_disable_notify(struct vshm_dev_vq *vq)
 		vshm_store_once(&vq->r.used->flags, VSHM_VRING_USED_F_NO_NOTIFY);
 }
 
-bool vshm_dev_vq_broken(const struct vshm_dev_vq *vq) { return vq->broken; }
-const char *vshm_dev_vq_error(const struct vshm_dev_vq *vq) { return vq->error; }
+static const struct vq_drv_ops split_drv_ops = {
+	.add = split_add,
+	.publish = split_drv_publish,
+	.harvest_batch = split_harvest_batch,
+	.enable_cb = split_enable_cb,
+	.disable_cb = split_disable_cb,
+	.detach_unused = split_detach_unused,
+	.reset = split_drv_reset,
+	.num_free = split_num_free,
+	.inflight = split_inflight,
+	.destroy = split_drv_destroy,
+};
 
-void vshm_dev_vq_stats(const struct vshm_dev_vq *vq, struct vshm_vq_stats *s)
-{
-	*s = vq->stats;
-}
+static const struct vq_dev_ops split_dev_ops = {
+	.pop = split_pop,
+	.push = split_push,
+	.publish = split_dev_publish,
+	.enable_notify = split_enable_notify,
+	.disable_notify = split_disable_notify,
+	.destroy = split_dev_destroy,
+};
