@@ -119,6 +119,19 @@ check: deps
 	$(Q)$(MAKE) --no-print-directory tests
 	$(Q)O=$(O) VSHM=$(abspath $(VSHM)) TOOLS=$(abspath $(O)/tests) scripts/run-tests.sh $(TEST_BINS) $(TEST_SCRIPTS)
 
+# The guest module, against the installed linux-headers-amd64, into $(O)/kmod.
+# check-guest: only the tests that boot a QEMU guest (TCG) with it.
+.PHONY: kmod check-guest
+GUEST_TESTS := $(sort $(wildcard tests/test_guest_*.sh))
+
+kmod:
+	$(Q)$(MAKE) --no-print-directory -C kmod BUILD=$(abspath $(O))/kmod
+
+check-guest: deps
+	$(Q)$(MAKE) --no-print-directory $(VSHM) $(TOOL_BINS) kmod
+	$(Q)tests/guest/mkinitramfs.sh -o $(O)/guest/initramfs.cpio.gz $(O)/kmod/virtio_shm.ko
+	$(Q)O=$(O) VSHM=$(abspath $(VSHM)) TOOLS=$(abspath $(O)/tests) scripts/run-tests.sh $(GUEST_TESTS)
+
 BENCH_JSON ?=
 bench: deps
 	$(Q)$(MAKE) --no-print-directory $(BENCH_BINS) $(VSHM) CFLAGS="-O2 -g -march=native"

@@ -7,6 +7,7 @@
 set -eu
 PKGS="build-essential clang libclang-rt-14-dev llvm bc valgrind"
 PKGS="$PKGS liburing-dev util-linux procps iproute2 python3"
+PKGS="$PKGS qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static kmod cpio xz-utils"
 
 missing=""
 for p in $PKGS; do
