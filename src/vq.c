@@ -212,21 +212,3 @@ void vshm_dev_vq_stats(const struct vshm_dev_vq *vq, struct vshm_vq_stats *s)
 {
 	*s = vq_dev_common(vq)->stats;
 }
-
-/* ---- until the packed layout lands ------------------------------------- */
-
-__attribute__((weak)) int vq_packed_drv_create(struct vshm_drv_vq **out, struct vshm_window *w,
-					       const struct vshm_vq_layout *l, uint64_t features)
-{
-	(void)w; (void)l; (void)features;
-	*out = NULL;
-	return -EOPNOTSUPP;
-}
-
-__attribute__((weak)) int vq_packed_dev_create(struct vshm_dev_vq **out, const struct vshm_window *w,
-					       const struct vshm_vq_layout *l, uint64_t features)
-{
-	(void)w; (void)l; (void)features;
-	*out = NULL;
-	return -EOPNOTSUPP;
-}

@@ -46,6 +46,16 @@ struct vshm_vq_layout {
 int64_t vshm_vq_layout_split(struct vshm_vq_layout *l, uint64_t base,
 			     uint32_t num, uint32_t indirect_max);
 
+/*
+ * The same for a packed ring (negotiated with VSHM_F_RING_PACKED): @desc is
+ * the descriptor ring (num x 16 bytes), @avail the driver event suppression
+ * area and @used the device event suppression area (4 bytes each; the
+ * device's on its own cache line), @indirect as for split.  @num is a power
+ * of two, 1 .. 32768.  Returns the bytes used, or -EINVAL.
+ */
+int64_t vshm_vq_layout_packed(struct vshm_vq_layout *l, uint64_t base,
+			      uint32_t num, uint32_t indirect_max);
+
 /* A notification hook: how a side wakes its peer (a doorbell, usually). */
 struct vshm_vq_notify {
 	int (*notify)(void *ctx);
