@@ -16,7 +16,9 @@ int vshm_drv_vq_create(struct vshm_drv_vq **out, struct vshm_window *w,
 {
 	int rc;
 
-	if ((features >> VSHM_F_RING_PACKED) & 1)
+	if ((features >> VSHM_F_FIFO_RING) & 1)
+		rc = vq_fifo_drv_create(out, w, l, features);
+	else if ((features >> VSHM_F_RING_PACKED) & 1)
 		rc = vq_packed_drv_create(out, w, l, features);
 	else
 		rc = vq_split_drv_create(out, w, l, features);
@@ -127,7 +129,9 @@ int vshm_dev_vq_create(struct vshm_dev_vq **out, const struct vshm_window *w,
 {
 	int rc;
 
-	if ((features >> VSHM_F_RING_PACKED) & 1)
+	if ((features >> VSHM_F_FIFO_RING) & 1)
+		rc = vq_fifo_dev_create(out, w, l, features);
+	else if ((features >> VSHM_F_RING_PACKED) & 1)
 		rc = vq_packed_dev_create(out, w, l, features);
 	else
 		rc = vq_split_dev_create(out, w, l, features);

@@ -82,5 +82,9 @@ int vq_packed_drv_create(struct vshm_drv_vq **out, struct vshm_window *w,
 			 const struct vshm_vq_layout *l, uint64_t features);
 int vq_packed_dev_create(struct vshm_dev_vq **out, const struct vshm_window *w,
 			 const struct vshm_vq_layout *l, uint64_t features);
+int vq_fifo_drv_create(struct vshm_drv_vq **out, struct vshm_window *w,
+		       const struct vshm_vq_layout *l, uint64_t features);
+int vq_fifo_dev_create(struct vshm_dev_vq **out, const struct vshm_window *w,
+		       const struct vshm_vq_layout *l, uint64_t features);
 
 #endif

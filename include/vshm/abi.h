@@ -202,6 +202,7 @@ static inline vshm_u32 vshm_vq_vector(vshm_u32 vectors, vshm_u32 dev, vshm_u32 q
 #define VSHM_VRING_USED_F_NO_NOTIFY	1u
 #define VSHM_VRING_AVAIL_F_NO_INTERRUPT	1u
 
+#define VSHM_F_FIFO_RING		25	/* vshm-private, see docs/fifo-ring.md */
 #define VSHM_F_INDIRECT_DESC		28
 #define VSHM_F_EVENT_IDX		29
 #define VSHM_F_VERSION_1		32
@@ -243,6 +244,45 @@ struct vshm_vring_used {
 #define VSHM_VRING_DESC_BYTES(num)	(16ULL * (num))
 #define VSHM_VRING_AVAIL_BYTES(num)	(6ULL + 2ULL * (num))
 #define VSHM_VRING_USED_BYTES(num)	(6ULL + 8ULL * (num))
+
+/* ------------------------------------------------------------------------ */
+/* FIFO ring (VSHM_F_FIFO_RING), docs/fifo-ring.md                           */
+
+/*
+ * A FIFO queue is two of these ring blocks in the driver area, D2V (named by
+ * desc_addr) and V2D (named by driver_addr), each a 256-byte control block
+ * followed by @size bytes of frames.  Positions are free-running u32 byte
+ * counts; position p lives at data[p % size].  Producer and consumer words
+ * sit on their own cache lines.
+ */
+struct vshm_fifo_ctrl {
+	vshm_le32 tail;		/* producer: bytes produced */
+	vshm_u8   pad0[60];	/* zero */
+	vshm_le32 head;		/* consumer: bytes consumed */
+	vshm_le32 event;	/* consumer: notify me when tail moves past this */
+	vshm_u8   pad1[56];	/* zero */
+	vshm_le32 size;		/* driver, before enabling: data area bytes */
+	vshm_le32 flags;	/* driver, before enabling: zero */
+	vshm_u8   pad2[120];	/* zero */
+};
+
+#define VSHM_FIFO_CTRL_SIZE	256u
+#define VSHM_FIFO_MIN_SIZE	4096u		/* data area bytes, power of two */
+#define VSHM_FIFO_MAX_SIZE	(1u << 24)
+#define VSHM_FIFO_ALIGN		64u		/* a ring block's alignment */
+
+/* Every frame starts with this header; len is a multiple of 16. */
+struct vshm_fifo_frame {
+	vshm_le32 len;		/* whole frame incl. header and padding */
+	vshm_le16 type;		/* VSHM_FIFO_* */
+	vshm_le16 id;		/* request id, < the queue's size */
+	vshm_le32 a;		/* REQUEST: out_len; COMPLETION: written */
+	vshm_le32 b;		/* REQUEST: in_len; COMPLETION: 0 */
+};
+
+#define VSHM_FIFO_REQUEST	1u	/* D2V only */
+#define VSHM_FIFO_COMPLETION	2u	/* V2D only */
+#define VSHM_FIFO_PAD		3u	/* either: covers the rest of the data area */
 
 /* ------------------------------------------------------------------------ */
 /* Static checks: sizes and offsets are the ABI.                            */
@@ -298,6 +338,18 @@ VSHM_ABI_CHECK(VSHM_OFF(struct vshm_vring_desc, next) == 14);
 VSHM_ABI_CHECK(sizeof(struct vshm_vring_avail) == 4);
 VSHM_ABI_CHECK(sizeof(struct vshm_vring_used_elem) == 8);
 VSHM_ABI_CHECK(sizeof(struct vshm_vring_used) == 4);
+
+VSHM_ABI_CHECK(sizeof(struct vshm_fifo_ctrl) == VSHM_FIFO_CTRL_SIZE);
+VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_ctrl, tail) == 0);
+VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_ctrl, head) == 64);
+VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_ctrl, event) == 68);
+VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_ctrl, size) == 128);
+VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_ctrl, flags) == 132);
+VSHM_ABI_CHECK(sizeof(struct vshm_fifo_frame) == 16);
+VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_frame, type) == 4);
+VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_frame, id) == 6);
+VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_frame, a) == 8);
+VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_frame, b) == 12);
 
 #undef VSHM_OFF
 #undef VSHM_ABI_CHECK

@@ -35,6 +35,7 @@ struct vshm_vq_layout {
 	uint64_t avail;		/* available ring, 2-byte aligned */
 	uint64_t used;		/* used ring, 4-byte aligned */
 	uint64_t indirect;	/* driver: num tables of indirect_max entries */
+	uint32_t ring_bytes;	/* FIFO: data area bytes per direction (driver) */
 };
 
 /*
@@ -55,6 +56,18 @@ int64_t vshm_vq_layout_split(struct vshm_vq_layout *l, uint64_t base,
  */
 int64_t vshm_vq_layout_packed(struct vshm_vq_layout *l, uint64_t base,
 			      uint32_t num, uint32_t indirect_max);
+
+/*
+ * The same for a FIFO queue (negotiated with VSHM_F_FIFO_RING,
+ * docs/fifo-ring.md): @desc is the D2V ring block, @avail the V2D ring
+ * block, each 64-byte aligned, a 256-byte control block and @ring_bytes of
+ * data; @used is 0.  @num is the number of request ids (a power of two,
+ * 1 .. 32768), @ring_bytes a power of two, 4096 .. 2^24.  The driver writes
+ * @ring_bytes into both control blocks; the device reads each block's size
+ * from the window instead.  Returns the bytes used, or -EINVAL.
+ */
+int64_t vshm_vq_layout_fifo(struct vshm_vq_layout *l, uint64_t base,
+			    uint32_t num, uint32_t ring_bytes);
 
 /* A notification hook: how a side wakes its peer (a doorbell, usually). */
 struct vshm_vq_notify {
