@@ -27,6 +27,7 @@
 #include <vshm/attach.h>
 #include <vshm/devmodel.h>
 #include <vshm/devrt.h>
+#include <vshm/session.h>
 #include <vshm/vshm.h>
 #include "cmd.h"
 
@@ -452,6 +453,29 @@ int vshm_cmd_serve(int argc, char **argv)
 		return 1;
 	}
 	rc = vshm_dev_rt_create(&s.rt, &s.peer.w, (uint32_t)s.peer.hc.id);
+	/*
+	 * A device process that just died may still hold the role until the
+	 * hub has processed its departure.  A live device beats its heartbeat
+	 * every 100 ms: while the holder's heartbeat stands still, wait (up to
+	 * 3 s) for the hub to release the role.
+	 */
+	if (rc == -EBUSY) {
+		struct vshm_role_view v0, v;
+
+		vshm_role_read(&s.peer.w, VSHM_ROLE_DEVICE, &v0);
+		for (int tries = 0; rc == -EBUSY && tries < 150; tries++) {
+			struct vshm_hub_event ev;
+
+			while (vshm_peer_pump(&s.peer, &ev) == 1)
+				;
+			usleep(20000);
+			vshm_role_read(&s.peer.w, VSHM_ROLE_DEVICE, &v);
+			if (v.owner && v.owner == v0.owner && v.epoch == v0.epoch &&
+			    v.heartbeat != v0.heartbeat && tries >= 15)
+				break;	/* alive for 300 ms: really serving */
+			rc = vshm_dev_rt_create(&s.rt, &s.peer.w, (uint32_t)s.peer.hc.id);
+		}
+	}
 	if (rc) {
 		if (rc == -EBUSY)
 			fprintf(stderr, "vshm serve: another device process already serves %s; stop it first\n", hub);

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -939,7 +940,20 @@ static int blk_probe(int fd, const struct vshm_blk_opts *o, uint64_t *size,
 			(*size / BLK_SECTOR + 1) * BLK_SECTOR, o->path);
 		return -EINVAL;
 	}
-	/* One writer per image; readers may share. */
+	/*
+	 * One writer per image; readers may share.  A device process that was
+	 * just killed keeps its lock until the kernel has torn down its
+	 * io_uring, a moment after the process is gone: retry for up to 2 s
+	 * before calling the image busy.
+	 */
+	for (int tries = 0; tries < 100; tries++) {
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+		if (flock(fd, (o->read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0 ||
+		    errno != EWOULDBLOCK)
+			break;
+		nanosleep(&ts, NULL);
+	}
 	if (flock(fd, (o->read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0 &&
 	    errno == EWOULDBLOCK) {
 		blk_err(err, errlen, "cannot use %s: another process has it open%s",

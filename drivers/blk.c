@@ -39,6 +39,9 @@
 
 struct blk_slot {
 	int busy;
+	uint64_t seq;		/* submission order, for resubmission */
+	struct vshm_sg *sg;	/* the chain as submitted (max_sg entries) */
+	unsigned nout, nin;
 	int op;
 	void *buf;
 	size_t len;
@@ -61,9 +64,13 @@ struct vshm_blkdrv {
 	unsigned free_head;
 	unsigned inflight;
 	uint64_t meta_off;	/* window offset of slot 0's metadata */
-	struct vshm_sg *sg;	/* scratch: seg_max + 3 */
+	struct vshm_sg *sgs;	/* nslots * max_sg: each slot's chain */
 	unsigned max_sg;
 	int dead;
+	uint64_t seq;
+	int64_t recover_ns;	/* 0: a lost device fails requests; else re-attach bound */
+	struct vshm_blkdrv_stats st;
+	int in_recovery;
 };
 
 static int64_t now_ns(void)
@@ -171,13 +178,15 @@ int vshm_blkdrv_open(struct vshm_drv *d, uint16_t dev_num, uint32_t depth,
 	b->nslots = depth;
 	b->slots = calloc(depth, sizeof(*b->slots));
 	b->max_sg = b->info.seg_max + 3;
-	b->sg = calloc(b->max_sg, sizeof(*b->sg));
-	if (!b->slots || !b->sg) {
+	b->sgs = calloc((size_t)depth * b->max_sg, sizeof(*b->sgs));
+	if (!b->slots || !b->sgs) {
 		rc = -ENOMEM;
 		goto fail;
 	}
-	for (unsigned i = 0; i < depth; i++)
+	for (unsigned i = 0; i < depth; i++) {
 		b->slots[i].next_free = i + 1;
+		b->slots[i].sg = b->sgs + (size_t)i * b->max_sg;
+	}
 	b->free_head = 0;
 	rc = vshm_drv_dev_ready(b->dev);
 	if (rc)
@@ -187,7 +196,7 @@ int vshm_blkdrv_open(struct vshm_drv *d, uint16_t dev_num, uint32_t depth,
 fail:
 	vshm_drv_dev_destroy(b->dev);
 	free(b->slots);
-	free(b->sg);
+	free(b->sgs);
 	free(b);
 	return rc;
 }
@@ -240,14 +249,120 @@ static void fail_all(struct vshm_blkdrv *b)
 	struct blk_slot *s;
 
 	b->dead = 1;
-	while ((s = vshm_drv_vq_detach_unused(b->vq)))
+	while ((s = vshm_drv_vq_detach_unused(b->vq))) {
+		b->st.failed++;
 		finish(b, (unsigned)(s - b->slots), 1, 0);
+	}
+}
+
+static int cmp_seq(const void *a, const void *b)
+{
+	const struct blk_slot *x = *(struct blk_slot *const *)a, *y = *(struct blk_slot *const *)b;
+
+	return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/*
+ * The device is gone (or broke the queue): with recovery enabled, enter a
+ * session with the next device, bring the device back with exactly the
+ * features it had, and resubmit every outstanding request in the order it
+ * was first submitted, from the same bounce mappings.  Without recovery, or
+ * when it fails, every outstanding request completes with -EIO.  Either
+ * way nothing is dropped silently.  Returns 0 when the requests are back
+ * in flight, -EIO otherwise.
+ */
+static int lost_device(struct vshm_blkdrv *b)
+{
+	struct blk_slot **out;
+	struct blk_slot *s;
+	unsigned n = 0;
+	int rc;
+
+	if (!b->recover_ns || b->in_recovery) {
+		fail_all(b);
+		return -EIO;
+	}
+	out = calloc(b->nslots, sizeof(*out));
+	if (!out) {
+		fail_all(b);
+		return -EIO;
+	}
+	while ((s = vshm_drv_vq_detach_unused(b->vq)))
+		out[n++] = s;
+	qsort(out, n, sizeof(*out), cmp_seq);
+	b->in_recovery = 1;
+	{
+		int64_t deadline = now_ns() + b->recover_ns;
+
+		/*
+		 * The next device may die too, even mid-recovery: keep going
+		 * until the deadline as long as the failure is a lost device.
+		 */
+		for (;;) {
+			int64_t left = deadline - now_ns();
+
+			if (left <= 0) {
+				rc = -ETIMEDOUT;
+				break;
+			}
+			rc = 0;
+			if (vshm_drv_alive(b->d))	/* session lost: the next device */
+				rc = vshm_drv_reattach(b->d, left);
+			if (rc == -ETIMEDOUT)
+				break;
+			if (!rc)
+				rc = vshm_drv_dev_reinit(b->dev);
+			if (!rc)
+				break;			/* back in business */
+			if (!vshm_drv_alive(b->d))
+				break;			/* a live device refused: give up */
+			/* the device was lost again mid-recovery: go round */
+		}
+	}
+	for (unsigned i = 0; !rc && i < n; i++) {
+		s = out[i];
+		meta(b, (unsigned)(s - b->slots))[M_STATUS] = 0xff;
+		rc = vshm_drv_vq_add(b->vq, s->sg, s->nout, s->nin, s);
+		if (!rc)
+			b->st.retried++;
+	}
+	if (!rc && vshm_drv_vq_kick(b->vq) < 0)
+		rc = -EIO;
+	b->in_recovery = 0;
+	if (rc) {
+		b->st.last_error = rc;
+		/* Whatever made it back onto the queue is detached again; the
+		 * rest was never resubmitted: every one fails explicitly. */
+		while ((s = vshm_drv_vq_detach_unused(b->vq)))
+			;
+		b->dead = 1;
+		for (unsigned i = 0; i < n; i++) {
+			b->st.failed++;
+			finish(b, (unsigned)(out[i] - b->slots), 1, 0);
+		}
+		free(out);
+		return -EIO;
+	}
+	b->st.recoveries++;
+	free(out);
+	return 0;
+}
+
+void vshm_blkdrv_set_recovery(struct vshm_blkdrv *b, int64_t timeout_ns)
+{
+	b->recover_ns = timeout_ns;
+}
+
+void vshm_blkdrv_get_stats(const struct vshm_blkdrv *b, struct vshm_blkdrv_stats *st)
+{
+	*st = b->st;
 }
 
 int vshm_blkdrv_submit(struct vshm_blkdrv *b, int op, uint64_t sector, void *buf,
 		       size_t len, vshm_blk_cb cb, void *arg)
 {
 	struct blk_slot *s;
+	struct vshm_sg *sg;
 	unsigned i, nout = 0, nin = 0, n = 0;
 	uint8_t *m;
 	uint32_t type;
@@ -291,19 +406,20 @@ int vshm_blkdrv_submit(struct vshm_blkdrv *b, int op, uint64_t sector, void *buf
 	i = b->free_head;
 	s = &b->slots[i];
 	m = meta(b, i);
+	sg = s->sg;	/* kept with the slot: a recovery resubmits it as is */
 	type = (uint32_t)op;
 	memcpy(m + M_HDR, &type, 4);
 	memset(m + M_HDR + 4, 0, 4);
 	memcpy(m + M_HDR + 8, &sector, 8);
 	m[M_STATUS] = 0xff;
 
-	b->sg[n++] = (struct vshm_sg){ meta_off(b, i, M_HDR), 16, 0 };
+	sg[n++] = (struct vshm_sg){ meta_off(b, i, M_HDR), 16, 0 };
 	nout = 1;
 	s->mapped = 0;
 	if (op == VSHM_BLK_OP_READ || op == VSHM_BLK_OP_WRITE) {
 		int dir = op == VSHM_BLK_OP_READ ? VSHM_DMA_FROM_DEVICE : VSHM_DMA_TO_DEVICE;
 
-		rc = vshm_bounce_map(b->pool, buf, len, dir, &s->data, b->sg + n,
+		rc = vshm_bounce_map(b->pool, buf, len, dir, &s->data, sg + n,
 				     b->info.seg_max < b->max_sg - n ? b->info.seg_max : b->max_sg - n);
 		if (rc < 0)
 			return rc == -E2BIG || rc == -EMSGSIZE ? -EINVAL : rc == -ENOMEM ? -EAGAIN : rc;
@@ -319,13 +435,13 @@ int vshm_blkdrv_submit(struct vshm_blkdrv *b, int op, uint64_t sector, void *buf
 		memcpy(m + M_SEG, &sector, 8);
 		memcpy(m + M_SEG + 8, &num, 4);
 		memcpy(m + M_SEG + 12, &flags, 4);
-		b->sg[n++] = (struct vshm_sg){ meta_off(b, i, M_SEG), 16, 0 };
+		sg[n++] = (struct vshm_sg){ meta_off(b, i, M_SEG), 16, 0 };
 		nout++;
 	} else if (op == T_GET_ID) {
-		b->sg[n++] = (struct vshm_sg){ meta_off(b, i, M_ID), 20, 0 };
+		sg[n++] = (struct vshm_sg){ meta_off(b, i, M_ID), 20, 0 };
 		nin++;
 	}
-	b->sg[n++] = (struct vshm_sg){ meta_off(b, i, M_STATUS), 1, 0 };
+	sg[n++] = (struct vshm_sg){ meta_off(b, i, M_STATUS), 1, 0 };
 	nin++;
 
 	s->op = op;
@@ -333,23 +449,24 @@ int vshm_blkdrv_submit(struct vshm_blkdrv *b, int op, uint64_t sector, void *buf
 	s->len = len;
 	s->cb = cb;
 	s->arg = arg;
-	rc = vshm_drv_vq_add(b->vq, b->sg, nout, nin, s);
+	s->nout = nout;
+	s->nin = nin;
+	s->seq = b->seq++;
+	rc = vshm_drv_vq_add(b->vq, sg, nout, nin, s);
+	if (rc == -EIO && lost_device(b) == 0)
+		rc = vshm_drv_vq_add(b->vq, sg, nout, nin, s);	/* on the new session */
 	if (rc) {
 		if (s->mapped)
 			vshm_bounce_unmap(b->pool, &s->data, 0);
 		s->mapped = 0;
-		if (rc == -EIO)
-			fail_all(b);
 		return rc == -ENOSPC ? -EAGAIN : rc;
 	}
 	b->free_head = s->next_free;
 	s->busy = 1;
 	b->inflight++;
-	rc = vshm_drv_vq_kick(b->vq);
-	if (rc < 0) {
-		fail_all(b);
-		return -EIO;
-	}
+	b->st.submitted++;
+	if (vshm_drv_vq_kick(b->vq) < 0)
+		lost_device(b);	/* the request completes through recovery or with -EIO */
 	return 0;
 }
 
@@ -363,10 +480,8 @@ int vshm_blkdrv_poll(struct vshm_blkdrv *b)
 		return -EIO;
 	do {
 		n = vshm_drv_vq_harvest_batch(b->vq, ck, lens, 32);
-		if (n < 0) {
-			fail_all(b);
-			return -EIO;
-		}
+		if (n < 0)
+			return lost_device(b) ? -EIO : total;
 		for (int k = 0; k < n; k++)
 			finish(b, (unsigned)((struct blk_slot *)ck[k] - b->slots), 0, lens[k]);
 		total += n;
@@ -393,17 +508,16 @@ int vshm_blkdrv_wait(struct vshm_blkdrv *b, int64_t timeout_ns)
 		if (rc > 0)
 			continue;
 		if (rc < 0) {
-			fail_all(b);
-			return -EIO;
+			if (lost_device(b))
+				return -EIO;
+			continue;
 		}
 		if (now_ns() >= deadline)
 			return 0;
 		rc = vshm_drv_dev_wait(b->dev, 0, deadline - now_ns());
 		vshm_drv_vq_disable_cb(b->vq);
-		if (rc == -EIO) {
-			fail_all(b);
+		if (rc == -EIO && lost_device(b))
 			return -EIO;
-		}
 	}
 }
 
@@ -488,6 +602,6 @@ void vshm_blkdrv_close(struct vshm_blkdrv *b)
 		fail_all(b);
 	vshm_drv_dev_destroy(b->dev);
 	free(b->slots);
-	free(b->sg);
+	free(b->sgs);
 	free(b);
 }

@@ -117,6 +117,18 @@ int vshm_peer_set_remote(struct vshm_peer *p, int64_t id, int timeout_ms)
 	return 0;
 }
 
+/* A re-attach moved the session to device peer @id: ring that one now. */
+static int peer_change(void *ctx, uint32_t id, int64_t timeout_ns)
+{
+	struct vshm_peer *p = ctx;
+	struct vshm_hub_event ev;
+	int64_t ms = timeout_ns / 1000000;
+
+	while (vshm_peer_pump(p, &ev) == 1)
+		;	/* take in the hub's news: the old device left, a new one came */
+	return vshm_peer_set_remote(p, id, (int)(ms > 0 ? ms : 1));
+}
+
 static void free_peer(void *ctx)
 {
 	struct vshm_peer *p = ctx;
@@ -177,6 +189,7 @@ int vshm_drv_attach(const char *path, const struct vshm_drv_opts *o,
 		goto fail;
 	}
 	vshm_drv_on_destroy(*out, free_peer, p);
+	vshm_drv_on_peer_change(*out, peer_change, p);
 	return 0;
 fail:
 	vshm_peer_detach(p);

@@ -39,6 +39,9 @@ struct vshm_drv {
 	uint8_t needs_reset[MAX_DEVS];
 	void (*cleanup)(void *);	/* vshm_drv_on_destroy */
 	void *cleanup_ctx;
+	int (*peer_change)(void *ctx, uint32_t peer_id, int64_t timeout_ns);
+	void *peer_ctx;			/* vshm_drv_on_peer_change */
+	uint64_t sessions;		/* sessions entered (1 + re-attaches) */
 };
 
 struct vshm_drv_dev {
@@ -49,6 +52,8 @@ struct vshm_drv_dev {
 	struct vshm_bounce_pool pool;
 	int pool_ok;
 	struct vshm_drv_vq *vq[MAX_QUEUES];
+	struct vshm_vq_layout layout[MAX_QUEUES];	/* where each queue lives */
+	int ready;			/* DRIVER_OK was accepted */
 	struct kick_ctx {
 		struct vshm_drv_dev *dev;
 		unsigned index;
@@ -87,12 +92,88 @@ int vshm_drv_alive(struct vshm_drv *d)
 	return 0;
 }
 
+/*
+ * Claim the driver role and run the session handshake (docs/runtime.md):
+ * wait, bounded, for a device holding its role, READY, that acknowledges our
+ * epoch — and that is not (@not_owner, @not_epoch), the device we lost —
+ * then format the mailbox and publish READY.
+ */
+static int enter_session(struct vshm_drv *d, uint32_t not_owner, uint64_t not_epoch,
+			 int64_t timeout_ns)
+{
+	struct vshm_window *w = d->w;
+	struct vshm_role_view v;
+	int64_t deadline = now_ns() + timeout_ns;
+	uint32_t seen_owner = 0;
+	uint64_t seen_epoch = 0;
+	int rc;
+
+	rc = vshm_role_claim(w, VSHM_ROLE_DRIVER, d->peer_id, &d->epoch, NULL);
+	if (rc)
+		return rc;
+	for (;;) {
+		vshm_role_read(w, VSHM_ROLE_DEVICE, &v);
+		if (v.owner && (v.status & VSHM_ROLE_READY) &&
+		    !(v.owner == not_owner && v.epoch == not_epoch)) {
+			/* A new device: point the doorbells at it first. */
+			if (d->peer_change && (v.owner != seen_owner || v.epoch != seen_epoch)) {
+				if (d->peer_change(d->peer_ctx, v.owner - 1, deadline - now_ns()) == 0) {
+					seen_owner = v.owner;
+					seen_epoch = v.epoch;
+				}
+			} else if (!d->peer_change) {
+				seen_owner = v.owner;
+				seen_epoch = v.epoch;
+			}
+			if (v.owner == seen_owner && v.epoch == seen_epoch && v.peer_epoch == d->epoch)
+				break;
+		}
+		if (now_ns() > deadline) {
+			vshm_role_release(w, VSHM_ROLE_DRIVER, d->peer_id);
+			return -ETIMEDOUT;
+		}
+		sleep_ns(200000);
+	}
+	d->dev_owner = v.owner;
+	d->dev_epoch = v.epoch;
+	/* Only now is the device off the mailbox: format it, then go READY. */
+	vshm_mbox_format(w);
+	vshm_mbox_init(&d->mb, w, VSHM_MBOX_SIDE_DRIVER, d->db);
+	vshm_role_set_status(w, VSHM_ROLE_DRIVER, VSHM_ROLE_READY);
+	d->dead = 0;
+	d->sessions++;
+	return 0;
+}
+
+int vshm_drv_reattach(struct vshm_drv *d, int64_t timeout_ns)
+{
+	uint32_t lost_owner = d->dev_owner;
+	uint64_t lost_epoch = d->dev_epoch;
+
+	/* Leave the old session for good, then wait for a new device. */
+	d->dead = 1;
+	vshm_role_release(d->w, VSHM_ROLE_DRIVER, d->peer_id);
+	memset(d->generation, 0, sizeof(d->generation));
+	memset(d->needs_reset, 0, sizeof(d->needs_reset));
+	return enter_session(d, lost_owner, lost_epoch, timeout_ns);
+}
+
+void vshm_drv_on_peer_change(struct vshm_drv *d,
+			     int (*fn)(void *ctx, uint32_t peer_id, int64_t timeout_ns), void *ctx)
+{
+	d->peer_change = fn;
+	d->peer_ctx = ctx;
+}
+
+uint64_t vshm_drv_sessions(const struct vshm_drv *d)
+{
+	return d->sessions;
+}
+
 int vshm_drv_create(struct vshm_drv **out, struct vshm_window *w, uint32_t peer_id,
 		    const struct vshm_doorbell *db, const struct vshm_drv_opts *o)
 {
 	struct vshm_drv *d;
-	struct vshm_role_view v;
-	int64_t deadline;
 	int rc;
 
 	*out = NULL;
@@ -112,30 +193,11 @@ int vshm_drv_create(struct vshm_drv **out, struct vshm_window *w, uint32_t peer_
 		d->o.pool_size = 4u << 20;
 	d->brk = w->drv_lo;
 
-	rc = vshm_role_claim(w, VSHM_ROLE_DRIVER, peer_id, &d->epoch, NULL);
+	rc = enter_session(d, 0, 0, d->o.attach_timeout_ns);
 	if (rc) {
 		free(d);
 		return rc;
 	}
-	/* Wait for a device to acknowledge our epoch (it has quiesced). */
-	deadline = now_ns() + d->o.attach_timeout_ns;
-	for (;;) {
-		vshm_role_read(w, VSHM_ROLE_DEVICE, &v);
-		if (v.owner && (v.status & VSHM_ROLE_READY) && v.peer_epoch == d->epoch)
-			break;
-		if (now_ns() > deadline) {
-			vshm_role_release(w, VSHM_ROLE_DRIVER, peer_id);
-			free(d);
-			return -ETIMEDOUT;
-		}
-		sleep_ns(200000);
-	}
-	d->dev_owner = v.owner;
-	d->dev_epoch = v.epoch;
-	/* Only now is the device off the mailbox: format it, then go READY. */
-	vshm_mbox_format(w);
-	vshm_mbox_init(&d->mb, w, VSHM_MBOX_SIDE_DRIVER, db);
-	vshm_role_set_status(w, VSHM_ROLE_DRIVER, VSHM_ROLE_READY);
 	*out = d;
 	return 0;
 }
@@ -333,13 +395,82 @@ static int dev_reset(struct vshm_drv_dev *dev)
 	return s == 0 ? 0 : -ETIMEDOUT;
 }
 
+/*
+ * GET_DEVICE_INFO, reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK.
+ * With @exact, the device must accept exactly dev->features (a re-attach
+ * may not silently change what was negotiated); otherwise @want decides.
+ */
+static int negotiate(struct vshm_drv_dev *dev, uint32_t device_id, uint64_t want, int exact)
+{
+	struct vshm_drv *d = dev->d;
+	uint16_t dev_num = dev->dev_num;
+	struct vshm_msg req, resp;
+	uint64_t offered, feat;
+	uint32_t s = 0, status;
+	int rc;
+
+	vshm_msg_init_req(&req, VSHM_MSG_GET_DEVICE_INFO, dev_num);
+	if ((rc = vshm_drv_call(d, &req, &resp)))
+		return rc;
+	if (device_id && resp.u.dev_info.device_id != device_id)
+		return -ENODEV;
+	if (resp.u.dev_info.max_virtqueues == 0 || resp.u.dev_info.max_virtqueues > MAX_QUEUES ||
+	    resp.u.dev_info.num_feature_blocks < 2)
+		return -EPROTO;
+	if (exact && (resp.u.dev_info.max_virtqueues != dev->info.max_virtqueues ||
+		      resp.u.dev_info.config_size != dev->info.config_size))
+		return -ENOTSUP;
+	dev->info = resp.u.dev_info;
+	if ((rc = dev_reset(dev)))
+		return rc;
+	status = VSHM_MSG_STATUS_ACKNOWLEDGE;
+	if ((rc = set_status(dev, status, &s)))
+		return rc;
+	status |= VSHM_MSG_STATUS_DRIVER;
+	if ((rc = set_status(dev, status, &s)))
+		return rc;
+
+	vshm_msg_init_req(&req, VSHM_MSG_GET_DEVICE_FEATURES, dev_num);
+	req.u.feat.block_index = 0;
+	req.u.feat.num_blocks = 2;
+	if ((rc = vshm_drv_call(d, &req, &resp)))
+		return rc;
+	if (resp.u.feat.block_index != 0 || resp.u.feat.num_blocks != 2)
+		return -EPROTO;
+	offered = resp.u.feat.features[0] | ((uint64_t)resp.u.feat.features[1] << 32);
+	if (!(offered & (1ull << VSHM_F_VERSION_1)))
+		return -ENOTSUP;
+	if (exact) {
+		feat = dev->features;
+		if (feat & ~offered)
+			return -ENOTSUP;
+	} else {
+		feat = offered & (want | (1ull << VSHM_F_VERSION_1) | (1ull << VSHM_F_ACCESS_PLATFORM) |
+				  (1ull << VSHM_F_EVENT_IDX) | (1ull << VSHM_F_INDIRECT_DESC));
+		feat &= ~((1ull << VSHM_F_NOTIF_CONFIG_DATA) | (1ull << VSHM_F_RING_PACKED) |
+			  (1ull << VSHM_F_NOTIFICATION_DATA) | (1ull << VSHM_F_RING_RESET));
+	}
+	vshm_msg_init_req(&req, VSHM_MSG_SET_DRIVER_FEATURES, dev_num);
+	req.u.feat.block_index = 0;
+	req.u.feat.num_blocks = 2;
+	req.u.feat.features[0] = (uint32_t)feat;
+	req.u.feat.features[1] = (uint32_t)(feat >> 32);
+	if ((rc = vshm_drv_call(d, &req, &resp)))
+		return rc;
+	status |= VSHM_MSG_STATUS_FEATURES_OK;
+	if ((rc = set_status(dev, status, &s)))
+		return rc;
+	if (!(s & VSHM_MSG_STATUS_FEATURES_OK))
+		return -ENOTSUP;
+	dev->features = feat;
+	return 0;
+}
+
 int vshm_drv_dev_init(struct vshm_drv *d, uint16_t dev_num, uint32_t device_id,
 		      uint64_t want, struct vshm_drv_dev **out)
 {
 	struct vshm_drv_dev *dev;
-	struct vshm_msg req, resp;
-	uint64_t offered, feat, pool_off;
-	uint32_t s = 0, status;
+	uint64_t pool_off;
 	int rc;
 
 	*out = NULL;
@@ -348,66 +479,9 @@ int vshm_drv_dev_init(struct vshm_drv *d, uint16_t dev_num, uint32_t device_id,
 		return -ENOMEM;
 	dev->d = d;
 	dev->dev_num = dev_num;
-
-	vshm_msg_init_req(&req, VSHM_MSG_GET_DEVICE_INFO, dev_num);
-	rc = vshm_drv_call(d, &req, &resp);
+	rc = negotiate(dev, device_id, want, 0);
 	if (rc)
 		goto fail;
-	dev->info = resp.u.dev_info;
-	if (device_id && dev->info.device_id != device_id) {
-		rc = -ENODEV;
-		goto fail;
-	}
-	if (dev->info.max_virtqueues == 0 || dev->info.max_virtqueues > MAX_QUEUES ||
-	    dev->info.num_feature_blocks < 2) {
-		rc = -EPROTO;
-		goto fail;
-	}
-	rc = dev_reset(dev);
-	if (rc)
-		goto fail;
-	status = VSHM_MSG_STATUS_ACKNOWLEDGE;
-	if ((rc = set_status(dev, status, &s)))
-		goto fail;
-	status |= VSHM_MSG_STATUS_DRIVER;
-	if ((rc = set_status(dev, status, &s)))
-		goto fail;
-
-	vshm_msg_init_req(&req, VSHM_MSG_GET_DEVICE_FEATURES, dev_num);
-	req.u.feat.block_index = 0;
-	req.u.feat.num_blocks = 2;
-	rc = vshm_drv_call(d, &req, &resp);
-	if (rc)
-		goto fail;
-	if (resp.u.feat.block_index != 0 || resp.u.feat.num_blocks != 2) {
-		rc = -EPROTO;
-		goto fail;
-	}
-	offered = resp.u.feat.features[0] | ((uint64_t)resp.u.feat.features[1] << 32);
-	if (!(offered & (1ull << VSHM_F_VERSION_1))) {
-		rc = -ENOTSUP;
-		goto fail;
-	}
-	feat = offered & (want | (1ull << VSHM_F_VERSION_1) | (1ull << VSHM_F_ACCESS_PLATFORM) |
-			  (1ull << VSHM_F_EVENT_IDX) | (1ull << VSHM_F_INDIRECT_DESC));
-	feat &= ~((1ull << VSHM_F_NOTIF_CONFIG_DATA) | (1ull << VSHM_F_RING_PACKED) |
-		  (1ull << VSHM_F_NOTIFICATION_DATA) | (1ull << VSHM_F_RING_RESET));
-	vshm_msg_init_req(&req, VSHM_MSG_SET_DRIVER_FEATURES, dev_num);
-	req.u.feat.block_index = 0;
-	req.u.feat.num_blocks = 2;
-	req.u.feat.features[0] = (uint32_t)feat;
-	req.u.feat.features[1] = (uint32_t)(feat >> 32);
-	if ((rc = vshm_drv_call(d, &req, &resp)))
-		goto fail;
-	status |= VSHM_MSG_STATUS_FEATURES_OK;
-	if ((rc = set_status(dev, status, &s)))
-		goto fail;
-	if (!(s & VSHM_MSG_STATUS_FEATURES_OK)) {
-		rc = -ENOTSUP;
-		goto fail;
-	}
-	dev->features = feat;
-
 	rc = vshm_drv_alloc(d, d->o.pool_size, 4096, &pool_off);
 	if (rc)
 		goto fail;
@@ -514,6 +588,32 @@ static int kick_notify(void *ctx)
 				  vshm_vq_vector(k->dev->d->w->vectors, k->dev->dev_num, k->index));
 }
 
+/* SET_VQUEUE at @l, then read it back: SET_VQUEUE has no result. */
+static int program_queue(struct vshm_drv_dev *dev, unsigned index, const struct vshm_vq_layout *l)
+{
+	struct vshm_msg req, resp;
+	int rc;
+
+	vshm_msg_init_req(&req, VSHM_MSG_SET_VQUEUE, dev->dev_num);
+	req.u.set_vq.index = index;
+	req.u.set_vq.flags = VSHM_MSG_SETVQ_OP_ENABLE;
+	req.u.set_vq.size = l->num;
+	req.u.set_vq.desc_addr = l->desc;
+	req.u.set_vq.driver_addr = l->avail;
+	req.u.set_vq.device_addr = l->used;
+	if ((rc = vshm_drv_call(dev->d, &req, &resp)))
+		return rc;
+	vshm_msg_init_req(&req, VSHM_MSG_GET_VQUEUE, dev->dev_num);
+	req.u.get_vq.index = index;
+	if ((rc = vshm_drv_call(dev->d, &req, &resp)))
+		return rc;
+	if (!(resp.u.get_vq.flags & VSHM_MSG_VQ_ENABLED) || resp.u.get_vq.cur_size != l->num ||
+	    resp.u.get_vq.desc_addr != l->desc || resp.u.get_vq.driver_addr != l->avail ||
+	    resp.u.get_vq.device_addr != l->used)
+		return -EPROTO;
+	return 0;
+}
+
 int vshm_drv_dev_setup_vq(struct vshm_drv_dev *dev, unsigned index, uint32_t num,
 			  uint32_t indirect_max, struct vshm_drv_vq **vq)
 {
@@ -558,27 +658,10 @@ int vshm_drv_dev_setup_vq(struct vshm_drv_dev *dev, unsigned index, uint32_t num
 	if (rc)
 		return rc;
 
-	vshm_msg_init_req(&req, VSHM_MSG_SET_VQUEUE, dev->dev_num);
-	req.u.set_vq.index = index;
-	req.u.set_vq.flags = VSHM_MSG_SETVQ_OP_ENABLE;
-	req.u.set_vq.size = num;
-	req.u.set_vq.desc_addr = l.desc;
-	req.u.set_vq.driver_addr = l.avail;
-	req.u.set_vq.device_addr = l.used;
-	if ((rc = vshm_drv_call(dev->d, &req, &resp)))
+	if ((rc = program_queue(dev, index, &l)))
 		goto fail;
-	/* SET_VQUEUE has no result: read it back. */
-	vshm_msg_init_req(&req, VSHM_MSG_GET_VQUEUE, dev->dev_num);
-	req.u.get_vq.index = index;
-	if ((rc = vshm_drv_call(dev->d, &req, &resp)))
-		goto fail;
-	if (!(resp.u.get_vq.flags & VSHM_MSG_VQ_ENABLED) || resp.u.get_vq.cur_size != num ||
-	    resp.u.get_vq.desc_addr != l.desc || resp.u.get_vq.driver_addr != l.avail ||
-	    resp.u.get_vq.device_addr != l.used) {
-		rc = -EPROTO;
-		goto fail;
-	}
 	dev->vq[index] = *vq;
+	dev->layout[index] = l;
 	return 0;
 fail:
 	vshm_drv_vq_destroy(*vq);
@@ -594,7 +677,36 @@ int vshm_drv_dev_ready(struct vshm_drv_dev *dev)
 
 	if (rc)
 		return rc;
-	return (s & VSHM_MSG_STATUS_DRIVER_OK) && !(s & VSHM_MSG_STATUS_NEEDS_RESET) ? 0 : -EIO;
+	if (!(s & VSHM_MSG_STATUS_DRIVER_OK) || (s & VSHM_MSG_STATUS_NEEDS_RESET))
+		return -EIO;
+	dev->ready = 1;
+	return 0;
+}
+
+int vshm_drv_dev_reinit(struct vshm_drv_dev *dev)
+{
+	int rc;
+
+	/* Every queue must be empty: the caller detached what was in flight. */
+	for (unsigned i = 0; i < MAX_QUEUES; i++)
+		if (dev->vq[i] && vshm_drv_vq_inflight(dev->vq[i]))
+			return -EBUSY;
+	rc = negotiate(dev, dev->info.device_id, 0, 1);
+	if (rc)
+		return rc;
+	for (unsigned i = 0; i < MAX_QUEUES; i++) {
+		if (!dev->vq[i])
+			continue;
+		if ((rc = vshm_drv_vq_reset(dev->vq[i])))
+			return rc;
+		if ((rc = program_queue(dev, i, &dev->layout[i])))
+			return rc;
+	}
+	if (dev->ready) {
+		dev->ready = 0;
+		return vshm_drv_dev_ready(dev);
+	}
+	return 0;
 }
 
 int vshm_drv_dev_wait(struct vshm_drv_dev *dev, unsigned index, int64_t timeout_ns)

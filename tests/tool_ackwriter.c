@@ -2,19 +2,24 @@
 /*
  * A driver for the crash tests.
  *
- *   tool_ackwriter write HUB LOG [QD]   write 4 KiB blocks 0, 1, 2 ... (each
+ *   tool_ackwriter write HUB LOG [QD [RUN]]  write 4 KiB blocks 0, 1, 2 ... (each
  *        per pass, with a pattern naming the block and the pass), QD at a
  *        time, with a flush every 64 blocks, appending "block pass\n" to LOG
  *        as soon as a write is acknowledged.  Runs until killed or failed.
+ *   tool_ackwriter survive HUB LOG [QD] the same with recovery on: when the
+ *        device process dies, wait for the next one, re-attach and resubmit;
+ *        on SIGTERM drain, flush, print "stats: ..." and exit 0 if no request
+ *        failed.
  *   tool_ackwriter check HUB LOG        every block in LOG must hold the
- *        pattern of its last logged pass (or of the next pass, whose write
- *        may have been in flight at the kill): prints "checked N
+ *        pattern of its last logged run, or of a later run (a write in
+ *        flight when its writer died; run numbers only grow): prints "checked N
  *        acknowledged blocks, M lost" and exits 1 if any is lost.
  *   tool_ackwriter poke-abi HUB MAJOR   overwrite the window's ABI major
  *        (to test that peers refuse a foreign window).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +40,13 @@ static void pattern(uint8_t *buf, uint64_t block, uint64_t run)
 }
 
 static int logfd = -1;
+static volatile sig_atomic_t stop;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
 
 struct slot {
 	int busy;
@@ -63,12 +75,13 @@ static void done_cb(void *arg, int status)
 	}
 }
 
-static int do_write(struct vshm_drv *d, const char *logpath, unsigned qd)
+static int do_write(struct vshm_drv *d, const char *logpath, unsigned qd, int survive,
+		    uint64_t run0)
 {
 	struct vshm_blkdrv *b;
 	struct vshm_blkdrv_info bi;
 	struct slot *slots = calloc(qd, sizeof(*slots));
-	uint64_t next = 0, run = 1, nblocks, since_flush = 0;
+	uint64_t next = 0, run = run0, nblocks, since_flush = 0;
 	int acked = 0, failed = 0, rc = 0;
 	int dev = vshm_drv_find(d, VSHM_VIRTIO_ID_BLOCK);
 
@@ -81,13 +94,17 @@ static int do_write(struct vshm_drv *d, const char *logpath, unsigned qd)
 		return 1;
 	vshm_blkdrv_info(b, &bi);
 	nblocks = bi.capacity * 512 / BLK;
+	if (survive) {
+		vshm_blkdrv_set_recovery(b, 20000000000ll);
+		signal(SIGTERM, on_term);
+	}
 	for (unsigned i = 0; i < qd; i++) {
 		slots[i].buf = aligned_alloc(4096, BLK);
 		slots[i].acked = &acked;
 		slots[i].failed = &failed;
 	}
-	for (;;) {
-		for (unsigned i = 0; i < qd && next < nblocks; i++) {
+	while (!stop) {
+		for (unsigned i = 0; i < qd && next < nblocks && !stop; i++) {
 			if (slots[i].busy)
 				continue;
 			pattern(slots[i].buf, next, run);
@@ -116,9 +133,34 @@ static int do_write(struct vshm_drv *d, const char *logpath, unsigned qd)
 			run++;
 		}
 	}
+	/* SIGTERM: drain what is in flight, make it durable, report. */
+	while (vshm_blkdrv_inflight(b))
+		if ((rc = vshm_blkdrv_wait(b, 1000000000ll)) < 0)
+			goto out;
+	rc = vshm_blkdrv_flush(b);
+	{
+		struct vshm_blkdrv_stats st;
+
+		vshm_blkdrv_get_stats(b, &st);
+		printf("stats: %d acknowledged, %llu submitted, %llu retried, %llu failed, %llu recoveries, "
+		       "%llu sessions, flush %s\n", acked, (unsigned long long)st.submitted,
+		       (unsigned long long)st.retried, (unsigned long long)st.failed,
+		       (unsigned long long)st.recoveries, (unsigned long long)vshm_drv_sessions(d),
+		       rc ? "failed" : "ok");
+		vshm_blkdrv_close(b);
+		close(logfd);
+		return rc || failed || st.failed;
+	}
 out:
-	fprintf(stderr, "ackwriter: stopped by %s after %d acknowledged writes; %d failed explicitly\n",
-		rc < 0 ? strerror(-rc) : "a failed write", acked, failed);
+	{
+		struct vshm_blkdrv_stats st;
+
+		vshm_blkdrv_get_stats(b, &st);
+		fprintf(stderr, "ackwriter: stopped by %s after %d acknowledged writes; %d failed explicitly"
+			" (%llu recoveries, last recovery error: %s)\n",
+			rc < 0 ? strerror(-rc) : "a failed write", acked, failed,
+			(unsigned long long)st.recoveries, st.last_error ? strerror(-st.last_error) : "none");
+	}
 	vshm_blkdrv_close(b);
 	close(logfd);
 	return 1;
@@ -160,10 +202,18 @@ static int do_check(struct vshm_drv *d, const char *logpath)
 				lost++;
 				continue;
 			}
-			pattern(want, k, last[k]);
-			if (memcmp(buf, want, BLK)) {
-				pattern(want, k, last[k] + 1);
-				if (memcmp(buf, want, BLK))
+			/*
+			 * The block must hold a whole pattern for this block from the
+			 * last acknowledged run, or from a later run whose write was in
+			 * flight when its writer died (runs only grow).
+			 */
+			{
+				uint64_t got_block, got_run;
+
+				memcpy(&got_block, buf, 8);
+				memcpy(&got_run, buf + 8, 8);
+				pattern(want, k, got_run);
+				if (got_block != k || got_run < last[k] || memcmp(buf, want, BLK))
 					lost++;
 			}
 			checked++;
@@ -203,7 +253,7 @@ int main(int argc, char **argv)
 	int rc;
 
 	if (argc < 4) {
-		fprintf(stderr, "usage: tool_ackwriter write|check|poke-abi HUB ARG [QD]\n");
+		fprintf(stderr, "usage: tool_ackwriter write|survive|check|poke-abi HUB ARG [QD]\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "poke-abi"))
@@ -213,8 +263,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ackwriter: %s\n", err);
 		return 1;
 	}
-	if (!strcmp(argv[1], "write"))
-		rc = do_write(d, argv[3], argc > 4 ? (unsigned)atoi(argv[4]) : 32);
+	if (!strcmp(argv[1], "write") || !strcmp(argv[1], "survive"))
+		rc = do_write(d, argv[3], argc > 4 ? (unsigned)atoi(argv[4]) : 32,
+			      !strcmp(argv[1], "survive"), argc > 5 ? strtoull(argv[5], NULL, 10) : 1);
 	else
 		rc = do_check(d, argv[3]);
 	vshm_drv_destroy(d);

@@ -83,6 +83,31 @@ int vshm_blkdrv_poll(struct vshm_blkdrv *b);
 int vshm_blkdrv_wait(struct vshm_blkdrv *b, int64_t timeout_ns);
 unsigned vshm_blkdrv_inflight(const struct vshm_blkdrv *b);
 
+/*
+ * Recovery from a lost device.  By default, when the device process dies
+ * or breaks the protocol, every outstanding request completes with -EIO.
+ * With a non-zero @timeout_ns, the driver instead waits up to that long for
+ * a device process to come back (`vshm serve` restarted on the same hub),
+ * enters a new session, resets and renegotiates the device with exactly the
+ * same features, and resubmits every outstanding request in its original
+ * submission order from its original bounce mapping.  Requests are then
+ * retried, never dropped: each completes exactly once, successfully or,
+ * if recovery fails, with -EIO.  Writes are idempotent, so a write that
+ * the lost device may already have performed is performed again with the
+ * same bytes.  Other devices opened on the same vshm_drv must be brought
+ * back with vshm_drv_dev_reinit() by their owners.
+ */
+void vshm_blkdrv_set_recovery(struct vshm_blkdrv *b, int64_t timeout_ns);
+
+struct vshm_blkdrv_stats {
+	uint64_t submitted;	/* requests accepted */
+	uint64_t retried;	/* resubmissions after a recovery */
+	uint64_t failed;	/* completed with -EIO because the device was lost */
+	uint64_t recoveries;	/* successful re-attaches */
+	int last_error;		/* why the last recovery failed (-errno), or 0 */
+};
+void vshm_blkdrv_get_stats(const struct vshm_blkdrv *b, struct vshm_blkdrv_stats *st);
+
 /* ---- rng --------------------------------------------------------------- */
 
 struct vshm_rngdrv;

@@ -42,6 +42,22 @@ void vshm_drv_destroy(struct vshm_drv *d);
 /* Run @fn(@ctx) at the end of vshm_drv_destroy (owner of the window, say). */
 void vshm_drv_on_destroy(struct vshm_drv *d, void (*fn)(void *), void *ctx);
 
+/*
+ * The device went away (calls returned -EIO): wait up to @timeout_ns for a
+ * new device process to hold the device role and enter a new session with
+ * it.  Device objects are then brought back with vshm_drv_dev_reinit().
+ * -ETIMEDOUT when no device came.
+ */
+int vshm_drv_reattach(struct vshm_drv *d, int64_t timeout_ns);
+/* How many sessions this driver has entered (1 + successful re-attaches). */
+uint64_t vshm_drv_sessions(const struct vshm_drv *d);
+/*
+ * Called when the session moves to another device peer, to point the
+ * doorbells at it (vshm_drv_attach installs this).
+ */
+void vshm_drv_on_peer_change(struct vshm_drv *d,
+			     int (*fn)(void *ctx, uint32_t peer_id, int64_t timeout_ns), void *ctx);
+
 /* The device peer's ivshmem id (the device role owner at attach). */
 uint32_t vshm_drv_device_peer(const struct vshm_drv *d);
 /* 0 while the device we attached to still holds its role, else -EIO. */
@@ -87,6 +103,14 @@ int vshm_drv_dev_config_write(struct vshm_drv_dev *dev, uint32_t off, const void
  */
 int vshm_drv_dev_setup_vq(struct vshm_drv_dev *dev, unsigned index, uint32_t num,
 			  uint32_t indirect_max, struct vshm_drv_vq **vq);
+/*
+ * After vshm_drv_reattach: reset and renegotiate the device with exactly the
+ * features it had (-ENOTSUP if the new device cannot), reprogram every
+ * queue at the same place in the window (rings reset; the caller detached
+ * what was in flight first, else -EBUSY), and DRIVER_OK if it was live.
+ * Bounce mappings stay valid, so requests can be resubmitted as they were.
+ */
+int vshm_drv_dev_reinit(struct vshm_drv_dev *dev);
 /* DRIVER_OK; -EIO if the device refused it. */
 int vshm_drv_dev_ready(struct vshm_drv_dev *dev);
 /* Device status as last read (GET_DEVICE_STATUS). */
