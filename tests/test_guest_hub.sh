@@ -41,9 +41,10 @@ n=0 fail=0
 pids=()
 cleanup() {
 	# In order: run-guest.sh (its own trap stops QEMU), the peer, the hub.
+	# (counted loops: bash can cut a $(...) short while it exits on a signal)
 	for p in "${pids[@]}"; do
 		kill -TERM "$p" 2>/dev/null
-		for _ in $(seq 1 60); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		for ((i = 0; i < 60; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 		kill -KILL "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
 	done
@@ -88,7 +89,7 @@ ok "initramfs for $KVER ($(du -k "$INITRD" | cut -f1) KiB)"
 HUB=$T/hub.sock
 "$VSHM" hub --socket "$HUB" --size 16M --vectors "$VECTORS" -v 2>"$T/hub.log" &
 pids=("$!")
-for _ in $(seq 1 100); do [ -S "$HUB" ] && break; sleep 0.05; done
+for ((i = 0; i < 100; i++)); do [ -S "$HUB" ] && break; sleep 0.05; done
 [ -S "$HUB" ] || { cat "$T/hub.log"; echo "Bail out! the hub did not start"; exit 1; }
 
 coproc PEER { exec "$TOOLS/tool_hubpeer" "$HUB" 2>"$T/peer.log"; }
@@ -205,7 +206,7 @@ done
 exec 4<&-
 wait "$GPID"
 rc=$?
-check "the guest booted (${booted:-never})" test -n "$booted"
+check "the guest booted (${booted:+after ${booted}s}${booted:-never})" test -n "$booted"
 check "the guest ran its script to the end ($guest_checks checks) and powered off (exit ${guest_exit:-none}, run-guest ${rc})" \
 	test -n "$guest_exit" -a "$rc" = "$guest_exit" -a "$guest_checks" -ge 40
 if [ -z "$guest_exit" ] || [ "$rc" -ne 0 ]; then
@@ -214,7 +215,7 @@ if [ -z "$guest_exit" ] || [ "$rc" -ne 0 ]; then
 fi
 
 # ---- what the hub saw -----------------------------------------------------------
-for _ in $(seq 1 50); do grep -q "peer ${GUEST_ID:-x} left" "$T/hub.log" && break; sleep 0.1; done
+for ((i = 0; i < 50; i++)); do grep -q "peer ${GUEST_ID:-x} left" "$T/hub.log" && break; sleep 0.1; done
 check "hub log: QEMU joined as peer ${GUEST_ID:-?} and left when the guest powered off" \
 	grep -q "peer ${GUEST_ID:-x} left" "$T/hub.log"
 check "hub log: no dropped or refused peer" sh -c "! grep -qiE 'drop|refus|error' '$T/hub.log'"

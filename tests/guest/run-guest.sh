@@ -65,11 +65,12 @@ cleanup() {
 	if [ -n "$qpid" ]; then
 		kill -TERM "$qpid" 2>/dev/null
 		# timeout(1) passes the signal on to QEMU and reaps it
-		for _ in $(seq 1 50); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.1; done
+		# (counted loops: bash can cut a $(...) short while it exits on a signal)
+		for ((i = 0; i < 50; i++)); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.1; done
 		kill -KILL "$qpid" 2>/dev/null
 		wait "$qpid" 2>/dev/null
 	fi
-	exec 3<&- 2>/dev/null
+	exec 3<&-
 	rm -rf "$T"
 }
 trap cleanup EXIT
