@@ -46,6 +46,7 @@ static void usage(FILE *f)
 		"options:\n"
 		"  --hub PATH       the hub's socket (default: the hub's default path)\n"
 		"  --dev N          device number to use (default: the first of the right type)\n"
+		"  --ring LAYOUT    split (default), packed or fifo: the virtqueue layout to ask for\n"
 		"  --timeout MS     console: quiet time before exiting (default 1000)\n"
 		"  --progress       print progress of long transfers on stderr\n"
 		"  -h, --help       this text\n"
@@ -539,10 +540,12 @@ int vshm_cmd_io(int argc, char **argv)
 		{ "dev", required_argument, NULL, 'd' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "progress", no_argument, NULL, 'P' },
+		{ "ring", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct io_ctx c = { .dev = -1, .timeout_ms = 1000 };
+	struct vshm_drv_opts dopts = { 0 };
 	char hubpath[256], err[512];
 	const char *hub = NULL, *cmd;
 	uint64_t a = 0, b = 0, s = 0;
@@ -562,6 +565,13 @@ int vshm_cmd_io(int argc, char **argv)
 			break;
 		case 'P':
 			c.progress = 1;
+			break;
+		case 'R':
+			dopts.ring = vshm_ring_parse(optarg);
+			if (dopts.ring < 0) {
+				fprintf(stderr, "vshm io: bad --ring '%s': expected split, packed or fifo\n", optarg);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);
@@ -616,7 +626,7 @@ int vshm_cmd_io(int argc, char **argv)
 		}
 		hub = hubpath;
 	}
-	rc = vshm_drv_attach(hub, NULL, &c.d, err, sizeof(err));
+	rc = vshm_drv_attach(hub, &dopts, &c.d, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "vshm io: %s\n", err);
 		return 1;

@@ -27,7 +27,8 @@
 
 /* Transport features every device offers on this bus. */
 #define RT_FEATURES ((1ull << VSHM_F_VERSION_1) | (1ull << VSHM_F_ACCESS_PLATFORM) | \
-		     (1ull << VSHM_F_EVENT_IDX) | (1ull << VSHM_F_INDIRECT_DESC))
+		     (1ull << VSHM_F_EVENT_IDX) | (1ull << VSHM_F_INDIRECT_DESC) | \
+		     (1ull << VSHM_F_RING_PACKED) | (1ull << VSHM_F_FIFO_RING))
 
 struct rt_req {
 	struct vshm_req r;		/* handed to the model */
@@ -290,6 +291,9 @@ static int features_ok(struct rt_dev *d)
 	if (f & ~d->offered)
 		return 0;
 	if (!(f & (1ull << VSHM_F_VERSION_1)))
+		return 0;
+	/* One layout per device: packed and FIFO exclude each other. */
+	if ((f & (1ull << VSHM_F_RING_PACKED)) && (f & (1ull << VSHM_F_FIFO_RING)))
 		return 0;
 	/* The model hears only about the bits it offered itself. */
 	if (d->m->ops->set_features &&

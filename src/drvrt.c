@@ -445,10 +445,17 @@ static int negotiate(struct vshm_drv_dev *dev, uint32_t device_id, uint64_t want
 		if (feat & ~offered)
 			return -ENOTSUP;
 	} else {
-		feat = offered & (want | (1ull << VSHM_F_VERSION_1) | (1ull << VSHM_F_ACCESS_PLATFORM) |
+		uint64_t ring = d->o.ring == VSHM_RING_PACKED ? 1ull << VSHM_F_RING_PACKED :
+				d->o.ring == VSHM_RING_FIFO ? 1ull << VSHM_F_FIFO_RING : 0;
+
+		if (ring && !(offered & ring))
+			return -ENOTSUP;	/* the layout asked for is not offered */
+		feat = offered & (want | ring | (1ull << VSHM_F_VERSION_1) | (1ull << VSHM_F_ACCESS_PLATFORM) |
 				  (1ull << VSHM_F_EVENT_IDX) | (1ull << VSHM_F_INDIRECT_DESC));
-		feat &= ~((1ull << VSHM_F_NOTIF_CONFIG_DATA) | (1ull << VSHM_F_RING_PACKED) |
-			  (1ull << VSHM_F_NOTIFICATION_DATA) | (1ull << VSHM_F_RING_RESET));
+		feat &= ~((1ull << VSHM_F_NOTIF_CONFIG_DATA) | (1ull << VSHM_F_NOTIFICATION_DATA) |
+			  (1ull << VSHM_F_RING_RESET));
+		/* exactly one layout: the one asked for */
+		feat &= ~(((1ull << VSHM_F_RING_PACKED) | (1ull << VSHM_F_FIFO_RING)) & ~ring);
 	}
 	vshm_msg_init_req(&req, VSHM_MSG_SET_DRIVER_FEATURES, dev_num);
 	req.u.feat.block_index = 0;
@@ -642,12 +649,25 @@ int vshm_drv_dev_setup_vq(struct vshm_drv_dev *dev, unsigned index, uint32_t num
 	if (!(dev->features & (1ull << VSHM_F_INDIRECT_DESC)))
 		indirect_max = 0;
 
-	bytes = vshm_vq_layout_split(&l, 0, num, indirect_max);
-	if (bytes < 0)
-		return (int)bytes;
-	if ((rc = vshm_drv_alloc(dev->d, (uint64_t)bytes, 4096, &base)))
-		return rc;
-	vshm_vq_layout_split(&l, base, num, indirect_max);
+	/* The layout negotiated decides the shape; the last argument is the
+	 * indirect table size (split, packed) or the ring bytes (FIFO). */
+	{
+		int64_t (*lay)(struct vshm_vq_layout *, uint64_t, uint32_t, uint32_t) = vshm_vq_layout_split;
+		uint32_t arg = indirect_max;
+
+		if (dev->features & (1ull << VSHM_F_FIFO_RING)) {
+			lay = vshm_vq_layout_fifo;
+			arg = dev->d->o.fifo_ring_bytes ? dev->d->o.fifo_ring_bytes : 1u << 20;
+		} else if (dev->features & (1ull << VSHM_F_RING_PACKED)) {
+			lay = vshm_vq_layout_packed;
+		}
+		bytes = lay(&l, 0, num, arg);
+		if (bytes < 0)
+			return (int)bytes;
+		if ((rc = vshm_drv_alloc(dev->d, (uint64_t)bytes, 4096, &base)))
+			return rc;
+		lay(&l, base, num, arg);
+	}
 
 	/* The kick hook needs (dev, index): keep them in the device. */
 	dev->kick[index].dev = dev;
@@ -742,4 +762,20 @@ int vshm_drv_dev_wait(struct vshm_drv_dev *dev, unsigned index, int64_t timeout_
 		if (rc != -ETIMEDOUT && rc != -EINTR)
 			return -EIO;
 	}
+}
+
+int vshm_ring_parse(const char *s)
+{
+	if (!strcmp(s, "split"))
+		return VSHM_RING_SPLIT;
+	if (!strcmp(s, "packed"))
+		return VSHM_RING_PACKED;
+	if (!strcmp(s, "fifo"))
+		return VSHM_RING_FIFO;
+	return -EINVAL;
+}
+
+const char *vshm_ring_name(int ring)
+{
+	return ring == VSHM_RING_PACKED ? "packed" : ring == VSHM_RING_FIFO ? "fifo" : "split";
 }

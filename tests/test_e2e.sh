@@ -75,6 +75,15 @@ for qd in 1 32; do
 	check "stress $bytes at queue depth $qd: no errors, no mismatches" grep -q " 0 errors, 0 mismatches" <<<"$out"
 done
 
+# ---- the same devices over the packed and the FIFO layout -------------------
+for ring in packed fifo; do
+	out=$("$VSHM" io --hub "$HUB" --ring "$ring" stress $((256 * SCALE / 100 + 1))M 32 9 2>&1)
+	diag "$ring: $out"
+	check "$ring ring: random I/O at queue depth 32, no errors, no mismatches" grep -q " 0 errors, 0 mismatches" <<<"$out"
+	check "$ring ring: rng bytes" "$VSHM" io --hub "$HUB" --ring "$ring" rng 1024 "$T/rnd.$ring"
+done
+check "an unknown layout is refused with a clear error" fails "$VSHM" io --hub "$HUB" --ring spiral info
+
 # ---- files, flush, what the host sees --------------------------------------
 head -c 3000000 /dev/urandom >"$T/data"
 check "write a 3 MB file at offset 1 MiB" "$VSHM" io --hub "$HUB" write "$T/data" 1M

@@ -25,11 +25,22 @@
 struct vshm_drv;
 struct vshm_drv_dev;
 
+/* Ring layouts a driver can ask for (the device must offer them). */
+#define VSHM_RING_SPLIT		0	/* virtio 1.x split ring (default) */
+#define VSHM_RING_PACKED	1	/* VIRTIO_F_RING_PACKED */
+#define VSHM_RING_FIFO		2	/* VSHM_F_FIFO_RING: data inline, docs/fifo-ring.md */
+
 struct vshm_drv_opts {
 	int64_t call_timeout_ns;	/* each control exchange; 0 = 2 s */
 	int64_t attach_timeout_ns;	/* waiting for the device; 0 = 5 s */
 	uint64_t pool_size;		/* bounce pool per device; 0 = 4 MiB */
+	int ring;			/* VSHM_RING_*; -ENOTSUP at init if not offered */
+	uint32_t fifo_ring_bytes;	/* FIFO data area per direction; 0 = 1 MiB */
 };
+
+/* Parse "split", "packed" or "fifo"; -EINVAL otherwise. */
+int vshm_ring_parse(const char *s);
+const char *vshm_ring_name(int ring);
 
 /*
  * Enter a session as ivshmem peer @peer_id on @w.  @db rings the device
