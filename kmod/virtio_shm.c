@@ -70,7 +70,7 @@ struct vshm_vec {
 struct vshm_pci {
 	struct pci_dev *pdev;		/* the device we are bound to */
 	void __iomem *regs;		/* BAR0: the ivshmem registers */
-	void *win;			/* BAR2 mapped write-back: the window */
+	void *win;			/* BAR2, memremap(MEMREMAP_WB): the window */
 	resource_size_t win_size;	/* bytes of BAR2 */
 	u32 ivposition;			/* our peer id; fixed for the binding */
 	u16 abi_major;			/* of the window we accepted */
@@ -118,8 +118,10 @@ static void vshm_pci_free_irqs(struct vshm_pci *vp)
 
 /*
  * Take every MSI-X vector the device has (ivshmem-doorbell always has the
- * capability; ivshmem-plain never does).  Pending doorbells are latched in
- * the PBA while a vector is masked and delivered once it is requested.
+ * capability; ivshmem-plain never does).  QEMU drops doorbells that arrive
+ * before MSI-X is enabled; from then until request_irq() unmasks a vector
+ * it latches them in the PBA and delivers them on unmask.  Doorbells are
+ * hints: whoever sets up on top rescans the shared state afterwards.
  */
 static int vshm_pci_setup_irqs(struct vshm_pci *vp)
 {
