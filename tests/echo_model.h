@@ -109,6 +109,7 @@ static const struct vshm_devmodel_ops echo_ops __attribute__((unused)) = {
 struct devside {
 	struct vshm_window w;
 	int pause;		/* 1: stop stepping (a device that never answers) */
+	int paused;		/* the loop's acknowledgement of pause */
 	struct vshm_db_eventfd db;
 	struct vshm_dev_rt *rt;
 	struct echo echo;
@@ -126,9 +127,11 @@ static __attribute__((unused)) void *device_loop(void *arg)
 		int work;
 
 		if (__atomic_load_n(&ds->pause, __ATOMIC_ACQUIRE)) {
+			__atomic_store_n(&ds->paused, 1, __ATOMIC_RELEASE);
 			poll(NULL, 0, 1);
 			continue;
 		}
+		__atomic_store_n(&ds->paused, 0, __ATOMIC_RELEASE);
 		work = vshm_dev_rt_step(ds->rt);
 
 		if (work < 0)

@@ -236,6 +236,9 @@ int main(void)
 		int rc;
 
 		__atomic_store_n(&ds.pause, 1, __ATOMIC_RELEASE);
+		while (!__atomic_load_n(&ds.paused, __ATOMIC_ACQUIRE) && now_ms() - t0 < 2000)
+			poll(NULL, 0, 1);
+		t0 = now_ms();
 		rc = vshm_drv_dev_status(d1, &status);
 		ok(rc == -ETIMEDOUT || rc == -EIO, "6: a call to a silent device fails (%d)", rc);
 		ok(now_ms() - t0 < 3000, "6: within its bound (%lld ms)", (long long)(now_ms() - t0));
