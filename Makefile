@@ -104,6 +104,9 @@ $(O)/tests/%: tests/%.c $(DEV_OBJS) $(LIBA) tests/tap.h
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(DEV_OBJS) $(LIBA) $(LDLIBS) $(EXTRA_LDLIBS)
 
 # Benchmarks link like tests: bench_blk drives the blk driver (drivers/) and io_uring.
+# test_hub compiles cmd/hub.c in, to test the command without a binary.
+$(O)/tests/test_hub: cmd/hub.c
+
 $(O)/bench/%: bench/%.c $(DEV_OBJS) $(LIBA) $(wildcard bench/*.h)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  BENCH   $@")
