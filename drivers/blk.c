@@ -206,6 +206,11 @@ void vshm_blkdrv_info(const struct vshm_blkdrv *b, struct vshm_blkdrv_info *info
 	*info = b->info;
 }
 
+struct vshm_drv_dev *vshm_blkdrv_dev(struct vshm_blkdrv *b)
+{
+	return b->dev;
+}
+
 unsigned vshm_blkdrv_inflight(const struct vshm_blkdrv *b)
 {
 	return b->inflight;
@@ -358,8 +363,12 @@ void vshm_blkdrv_get_stats(const struct vshm_blkdrv *b, struct vshm_blkdrv_stats
 	*st = b->st;
 }
 
-int vshm_blkdrv_submit(struct vshm_blkdrv *b, int op, uint64_t sector, void *buf,
-		       size_t len, vshm_blk_cb cb, void *arg)
+/*
+ * One request.  Data is either the caller's private @buf (bounced) or,
+ * with @wsg, @nwsg segments already in the window (zero-copy: the heap).
+ */
+static int submit(struct vshm_blkdrv *b, int op, uint64_t sector, void *buf, size_t len,
+		  const struct vshm_sg *wsg, unsigned nwsg, vshm_blk_cb cb, void *arg)
 {
 	struct blk_slot *s;
 	struct vshm_sg *sg;
@@ -375,7 +384,9 @@ int vshm_blkdrv_submit(struct vshm_blkdrv *b, int op, uint64_t sector, void *buf
 	switch (op) {
 	case VSHM_BLK_OP_READ:
 	case VSHM_BLK_OP_WRITE:
-		if (!len || len % VSHM_BLK_SECTOR || !buf)
+		if (!len || len % VSHM_BLK_SECTOR || (!buf && !wsg))
+			return -EINVAL;
+		if (wsg && (nwsg == 0 || nwsg > b->info.seg_max))
 			return -EINVAL;
 		if (op == VSHM_BLK_OP_WRITE && b->info.read_only)
 			return -EROFS;
@@ -416,7 +427,16 @@ int vshm_blkdrv_submit(struct vshm_blkdrv *b, int op, uint64_t sector, void *buf
 	sg[n++] = (struct vshm_sg){ meta_off(b, i, M_HDR), 16, 0 };
 	nout = 1;
 	s->mapped = 0;
-	if (op == VSHM_BLK_OP_READ || op == VSHM_BLK_OP_WRITE) {
+	if ((op == VSHM_BLK_OP_READ || op == VSHM_BLK_OP_WRITE) && wsg) {
+		/* Already in the window: the ring checks every range on add. */
+		memcpy(sg + n, wsg, nwsg * sizeof(*wsg));
+		rc = (int)nwsg;
+		if (op == VSHM_BLK_OP_WRITE)
+			nout += (unsigned)rc;
+		else
+			nin += (unsigned)rc;
+		n += (unsigned)rc;
+	} else if (op == VSHM_BLK_OP_READ || op == VSHM_BLK_OP_WRITE) {
 		int dir = op == VSHM_BLK_OP_READ ? VSHM_DMA_FROM_DEVICE : VSHM_DMA_TO_DEVICE;
 
 		rc = vshm_bounce_map(b->pool, buf, len, dir, &s->data, sg + n,
@@ -468,6 +488,26 @@ int vshm_blkdrv_submit(struct vshm_blkdrv *b, int op, uint64_t sector, void *buf
 	if (vshm_drv_vq_kick(b->vq) < 0)
 		lost_device(b);	/* the request completes through recovery or with -EIO */
 	return 0;
+}
+
+int vshm_blkdrv_submit(struct vshm_blkdrv *b, int op, uint64_t sector, void *buf,
+		       size_t len, vshm_blk_cb cb, void *arg)
+{
+	return submit(b, op, sector, buf, len, NULL, 0, cb, arg);
+}
+
+int vshm_blkdrv_submit_sg(struct vshm_blkdrv *b, int op, uint64_t sector,
+			  const struct vshm_sg *sg, unsigned nsg, vshm_blk_cb cb, void *arg)
+{
+	uint64_t len = 0;
+
+	if (op != VSHM_BLK_OP_READ && op != VSHM_BLK_OP_WRITE)
+		return -EINVAL;
+	for (unsigned k = 0; k < nsg; k++)
+		len += sg[k].len;
+	if (len > SIZE_MAX)
+		return -EINVAL;
+	return submit(b, op, sector, NULL, (size_t)len, sg, nsg, cb, arg);
 }
 
 int vshm_blkdrv_poll(struct vshm_blkdrv *b)

@@ -49,6 +49,8 @@ int vshm_blkdrv_open(struct vshm_drv *d, uint16_t dev_num, uint32_t depth,
 		     struct vshm_blkdrv **out);
 void vshm_blkdrv_close(struct vshm_blkdrv *b);
 void vshm_blkdrv_info(const struct vshm_blkdrv *b, struct vshm_blkdrv_info *info);
+/* The device under the driver (its bounce pool, status, config). */
+struct vshm_drv_dev *vshm_blkdrv_dev(struct vshm_blkdrv *b);
 
 /*
  * Synchronous I/O.  @len is a multiple of 512; @sector + @len/512 within
@@ -73,6 +75,18 @@ int vshm_blkdrv_get_id(struct vshm_blkdrv *b, char id[static 21]);
 typedef void (*vshm_blk_cb)(void *arg, int status);
 int vshm_blkdrv_submit(struct vshm_blkdrv *b, int op, uint64_t sector, void *buf,
 		       size_t len, vshm_blk_cb cb, void *arg);
+/*
+ * Zero-copy I/O: the data already lives in the window (a zero-copy heap
+ * buffer, include/vshm/heap.h: vshm_heap_sg()), named by @nsg segments of
+ * window offsets, at most seg_max of them; nothing is bounced.  READ or
+ * WRITE only; the total must be a multiple of 512.  While the request is
+ * in flight the device may read or write those bytes; after a READ
+ * completes, treat the data as the device's (it can still rewrite it):
+ * copy it out once before interpreting it.
+ */
+int vshm_blkdrv_submit_sg(struct vshm_blkdrv *b, int op, uint64_t sector,
+			  const struct vshm_sg *sg, unsigned nsg, vshm_blk_cb cb, void *arg);
+
 /* Complete what is done; returns the number of callbacks run, or -EIO. */
 int vshm_blkdrv_poll(struct vshm_blkdrv *b);
 /*
