@@ -11,6 +11,8 @@
 # module into $O/kmod and the initramfs into $O/guest.  Skips (77) without
 # QEMU, the guest kernel or its headers.
 set -u
+# Run from make check: the parent's jobserver is not ours to use.
+unset MAKEFLAGS MFLAGS MAKELEVEL
 VSHM=${VSHM:-build/vshm}
 TOOLS=${TOOLS:-build/tests}
 O=${O:-build}

@@ -20,7 +20,7 @@ OUT=${O:-build}/guest/initramfs.cpio.gz
 MODS=${GUEST_MODULES:-}
 
 die() { echo "mkinitramfs: $*" >&2; exit 1; }
-usage() { sed -n '10,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 while getopts "o:m:h" opt; do
 	case $opt in

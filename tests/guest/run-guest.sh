@@ -22,12 +22,11 @@
 # without reporting (panic, QEMU error: see stderr).  QEMU is stopped on any
 # exit of this script.
 set -u
-HERE=$(cd "$(dirname "$0")" && pwd)
 INITRD=${O:-build}/guest/initramfs.cpio.gz
 KERNEL="" ENVFILE="" HUB="" VECTORS=4 TIMEOUT=120 APPEND="" LOG="" VERBOSE=0
 
 die() { echo "run-guest: $*" >&2; exit 1; }
-usage() { sed -n '6,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '6,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 while getopts "i:k:e:H:n:t:a:l:vh" opt; do
 	case $opt in
