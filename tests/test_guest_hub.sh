@@ -208,7 +208,7 @@ done
 exec 4<&-
 wait "$GPID"
 rc=$?
-check "the guest booted (${booted:+after ${booted}s}${booted:-never})" test -n "$booted"
+if [ -n "$booted" ]; then ok "the guest booted (after ${booted}s)"; else notok "the guest booted (never)"; fi
 check "the guest ran its script to the end ($guest_checks checks) and powered off (exit ${guest_exit:-none}, run-guest ${rc})" \
 	test -n "$guest_exit" -a "$rc" = "$guest_exit" -a "$guest_checks" -ge 40
 if [ -z "$guest_exit" ] || [ "$rc" -ne 0 ]; then
