@@ -4,7 +4,7 @@
 #   make                 libvshm.a, libvshm.so (version script), tools
 #   make check           build and run every test (TAP), "N passed, N failed"
 #   make bench           run the benchmarks; BENCH_JSON=path writes the figures
-#   make fuzz-smoke      each libFuzzer target for FUZZ_SMOKE_SECONDS (30)
+#   make fuzz-smoke      each libFuzzer target for FUZZ_SMOKE_SECONDS (27)
 #   make fuzz            each target for FUZZ_SECONDS (600)
 #   make demo            show vshm doing its job
 # Knobs: O=dir (out-of-tree), V=1 (echo commands), CC=clang,
@@ -145,7 +145,8 @@ FUZZ_O := $(O)/fuzz
 FUZZ_FLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Iinclude -Isrc -Itests \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DVSHM_FUZZ
 FUZZ_LIB_SRCS := $(LIB_SRCS) $(wildcard devices/*.c)
-FUZZ_SMOKE_SECONDS ?= 30
+# Ten targets: 27 s each keeps the smoke run under five minutes.
+FUZZ_SMOKE_SECONDS ?= 27
 FUZZ_SECONDS ?= 600
 
 $(FUZZ_O)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB_SRCS) $(wildcard src/*.h include/vshm/*.h fuzz/*.h)
