@@ -73,6 +73,29 @@ static inline int vq_fail(struct vq_common *c, const char *why)
 	return -EIO;
 }
 
+/*
+ * A chain the caller wants to add: every buffer inside the driver area,
+ * at most 2^32 bytes in all, the writable part's total (returned in
+ * *in_total) fitting a used length.  1 if so, 0 if not.
+ */
+static inline int vq_sg_ok(const struct vshm_window *w, const struct vshm_sg *sg,
+			   unsigned n, unsigned nout, uint64_t *in_total)
+{
+	uint64_t total = 0, in = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (!vshm_win_range_ok(w, sg[i].off, sg[i].len))
+			return 0;
+		total += sg[i].len;
+		if (i >= nout)
+			in += sg[i].len;
+	}
+	if (total > (1ull << 32) || in > UINT32_MAX)
+		return 0;
+	*in_total = in;
+	return 1;
+}
+
 /* Layout constructors. */
 int vq_split_drv_create(struct vshm_drv_vq **out, struct vshm_window *w,
 			const struct vshm_vq_layout *l, uint64_t features);

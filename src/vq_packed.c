@@ -363,25 +363,6 @@ static void packed_drv_destroy(struct vshm_drv_vq *vq)
 	free(vq);
 }
 
-static int sg_ok(const struct vshm_drv_vq *vq, const struct vshm_sg *sg,
-		 unsigned n, uint64_t *in_total, unsigned nout)
-{
-	uint64_t total = 0, in = 0;
-	unsigned i;
-
-	for (i = 0; i < n; i++) {
-		if (!vshm_win_range_ok(vq->w, sg[i].off, sg[i].len))
-			return 0;
-		total += sg[i].len;
-		if (i >= nout)
-			in += sg[i].len;
-	}
-	if (total > (1ull << 32) || in > UINT32_MAX)
-		return 0;
-	*in_total = in;
-	return 1;
-}
-
 /*
  * Write the body of a descriptor.  Only the driver writes a slot it owns
  * (harvested, not yet published); the device reads it after P1/P2.
@@ -404,7 +385,7 @@ static int packed_add(struct vshm_drv_vq *vq, const struct vshm_sg *sg,
 
 	if (vq->c.broken)
 		return -EIO;
-	if (!cookie || n == 0 || n < nout || !sg_ok(vq, sg, n, &in_len, nout))
+	if (!cookie || n == 0 || n < nout || !vq_sg_ok(vq->w, sg, n, nout, &in_len))
 		return -EINVAL;
 
 	indirect = vq->indirect && n > 1 && n <= vq->l.indirect_max &&
