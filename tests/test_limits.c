@@ -279,6 +279,9 @@ int main(void)
 		is(fds1, fds0, "no file descriptors leaked");
 	}
 
+	vshm_drv_dev_destroy(d0);
+	vshm_drv_dev_destroy(d1);
+	vshm_drv_destroy(drv);
 out:
 	__atomic_store_n(&ds.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(t, NULL);

@@ -75,6 +75,13 @@ static void done_cb(void *arg, int status)
 	}
 }
 
+static void free_slots(struct slot *slots, unsigned qd)
+{
+	for (unsigned i = 0; slots && i < qd; i++)
+		free(slots[i].buf);
+	free(slots);
+}
+
 static int do_write(struct vshm_drv *d, const char *logpath, unsigned qd, int survive,
 		    uint64_t run0)
 {
@@ -149,6 +156,7 @@ static int do_write(struct vshm_drv *d, const char *logpath, unsigned qd, int su
 		       rc ? "failed" : "ok");
 		vshm_blkdrv_close(b);
 		close(logfd);
+		free_slots(slots, qd);
 		return rc || failed || st.failed;
 	}
 out:
@@ -163,6 +171,7 @@ out:
 	}
 	vshm_blkdrv_close(b);
 	close(logfd);
+	free_slots(slots, qd);
 	return 1;
 }
 
