@@ -35,7 +35,9 @@
 #define M_ID		32
 #define M_STATUS	63
 
-#define SPIN_NS		20000	/* poll this long before sleeping on the doorbell */
+/* Poll this long before sleeping on the doorbell: adapted between these. */
+#define SPIN_MIN_NS	20000
+#define SPIN_MAX_NS	200000
 
 struct blk_slot {
 	int busy;
@@ -67,6 +69,7 @@ struct vshm_blkdrv {
 	struct vshm_sg *sgs;	/* nslots * max_sg: each slot's chain */
 	unsigned max_sg;
 	int dead;
+	int64_t spin_ns;	/* poll window of vshm_blkdrv_wait (see adapt_spin) */
 	uint64_t seq;
 	int64_t recover_ns;	/* 0: a lost device fails requests; else re-attach bound */
 	struct vshm_blkdrv_stats st;
@@ -529,18 +532,39 @@ int vshm_blkdrv_poll(struct vshm_blkdrv *b)
 	return total;
 }
 
+/*
+ * Halt polling, as KVM does it.  A wait that had to sleep and still saw its
+ * completion within SPIN_MAX_NS would have done better spinning: no doorbell
+ * for the device to ring, no wake-up for us.  So the window doubles; a
+ * longer wait halves it, down to SPIN_MIN_NS, so a slow backend costs
+ * little spinning.  Typically: requests complete in batches (the device
+ * publishes once per pass over the ring) a few tens of microseconds apart.
+ */
+static void adapt_spin(struct vshm_blkdrv *b, int64_t waited_ns)
+{
+	if (waited_ns <= SPIN_MAX_NS)
+		b->spin_ns = b->spin_ns * 2 < SPIN_MAX_NS ? b->spin_ns * 2 : SPIN_MAX_NS;
+	else
+		b->spin_ns = b->spin_ns / 2 > SPIN_MIN_NS ? b->spin_ns / 2 : SPIN_MIN_NS;
+}
+
 int vshm_blkdrv_wait(struct vshm_blkdrv *b, int64_t timeout_ns)
 {
 	int64_t start = now_ns(), deadline = start + timeout_ns;
-	int n, rc;
+	int n, rc, slept = 0;
 
+	if (b->spin_ns < SPIN_MIN_NS)
+		b->spin_ns = SPIN_MIN_NS;
 	for (;;) {
 		n = vshm_blkdrv_poll(b);
-		if (n != 0)
+		if (n != 0) {
+			if (n > 0 && slept)
+				adapt_spin(b, now_ns() - start);
 			return n;
+		}
 		if (!b->inflight)
 			return 0;
-		if (now_ns() - start < SPIN_NS) {
+		if (now_ns() - start < b->spin_ns) {
 			vshm_cpu_relax();
 			continue;
 		}
@@ -555,6 +579,7 @@ int vshm_blkdrv_wait(struct vshm_blkdrv *b, int64_t timeout_ns)
 		if (now_ns() >= deadline)
 			return 0;
 		rc = vshm_drv_dev_wait(b->dev, 0, deadline - now_ns());
+		slept = 1;
 		vshm_drv_vq_disable_cb(b->vq);
 		if (rc == -EIO && lost_device(b))
 			return -EIO;
