@@ -422,13 +422,11 @@ static int fifo_drv_publish(struct vshm_drv_vq *vq)
 	return need;
 }
 
-/* Load V2D tail if everything seen so far has been consumed; validate. */
-static int drv_v2d_more(struct vshm_drv_vq *vq)
+/* Load V2D tail and validate it.  1 if bytes wait at v_head, 0, -EIO. */
+static int drv_v2d_load(struct vshm_drv_vq *vq)
 {
 	uint32_t t, fill, seen;
 
-	if (vq->v_head != vq->v_tail)
-		return 1;
 	/* Q4: completion headers and reply bytes before the tail (pairs
 	 * with Q7). */
 	t = vshm_load_acquire(&vq->v2d.ctl->tail);
@@ -444,6 +442,12 @@ static int drv_v2d_more(struct vshm_drv_vq *vq)
 		return drv_fail(vq, "V2D tail moved backwards");
 	vq->v_tail = t;
 	return t != vq->v_head;
+}
+
+/* Load V2D tail only if everything seen so far has been consumed. */
+static int drv_v2d_more(struct vshm_drv_vq *vq)
+{
+	return vq->v_head != vq->v_tail ? 1 : drv_v2d_load(vq);
 }
 
 /* Copy @written reply bytes into the in buffers recorded for @s. */
@@ -464,20 +468,28 @@ static void drv_copy_out(struct vshm_drv_vq *vq, const struct drv_id *s,
 
 /*
  * Consume frames at v_head until one COMPLETION is harvested.  1 with the
- * cookie and length, 0 when nothing (more) is released, -EIO.
+ * cookie and length, 0 when nothing (more) is released, -EIO.  The tail is
+ * loaded at most once per call.
  */
 static int drv_harvest_one(struct vshm_drv_vq *vq, void **cookie, uint32_t *len)
 {
+	bool loaded = false;
+	int rc;
+
 	for (;;) {
 		struct frame_copy f;
 		struct drv_id *s;
 		uint32_t off, rest;
 		const char *bad;
-		int rc;
 
-		rc = drv_v2d_more(vq);
-		if (rc <= 0)
-			return rc;
+		if (vq->v_head == vq->v_tail) {
+			if (loaded)
+				return 0;	/* only PADs up to the tail */
+			loaded = true;
+			rc = drv_v2d_load(vq);
+			if (rc <= 0)
+				return rc;
+		}
 		off = vq->v_head & vq->v2d.mask;
 		rest = vq->v2d.size - off;
 		load_frame(vq->v2d.data + off, &f);
@@ -707,11 +719,12 @@ int vq_fifo_dev_create(struct vshm_dev_vq **out, const struct vshm_window *w,
 	/*
 	 * The device owns D2V head and event and V2D tail: start them at 0,
 	 * where the driver's setup put them.  An event of 0 asks for a kick
-	 * on the first request.
+	 * on the first request.  (The message exchange that enabled the
+	 * queue orders these for the driver; no ring pair is involved yet.)
 	 */
 	vshm_store_once(&vq->d2v.ctl->event, 0);
-	vshm_store_release(&vq->d2v.ctl->head, 0);
-	vshm_store_release(&vq->v2d.ctl->tail, 0);
+	vshm_store_once(&vq->d2v.ctl->head, 0);
+	vshm_store_once(&vq->v2d.ctl->tail, 0);
 	*out = vq;
 	return 0;
 }
@@ -725,13 +738,11 @@ static void fifo_dev_destroy(struct vshm_dev_vq *vq)
 	free(vq);
 }
 
-/* Load D2V tail if everything seen so far has been parsed; validate. */
-static int dev_d2v_more(struct vshm_dev_vq *vq)
+/* Load D2V tail and validate it.  1 if bytes wait at d_head, 0, -EIO. */
+static int dev_d2v_load(struct vshm_dev_vq *vq)
 {
 	uint32_t t, fill, seen;
 
-	if (vq->d_head != vq->d_tail)
-		return 1;
 	/* Q2: frames and inline data before the tail (pairs with Q1). */
 	t = vshm_load_acquire(&vq->d2v.ctl->tail);
 	if (t & 15)
@@ -749,21 +760,35 @@ static int dev_d2v_more(struct vshm_dev_vq *vq)
 	return t != vq->d_head;
 }
 
+/* Load D2V tail only if everything seen so far has been parsed. */
+static int dev_d2v_more(struct vshm_dev_vq *vq)
+{
+	return vq->d_head != vq->d_tail ? 1 : dev_d2v_load(vq);
+}
+
 /*
  * Parse frames at d_head until a REQUEST that passes every check is in
  * vq->pf.  PADs are consumed on the way.  1, 0 (nothing produced), -EIO.
+ * The tail is loaded at most once per call.
  */
 static int dev_next_request(struct vshm_dev_vq *vq)
 {
+	bool loaded = false;
+	int rc;
+
 	for (;;) {
 		struct frame_copy f;
 		uint32_t off, rest;
 		const char *bad;
-		int rc;
 
-		rc = dev_d2v_more(vq);
-		if (rc <= 0)
-			return rc;
+		if (vq->d_head == vq->d_tail) {
+			if (loaded)
+				return 0;	/* only PADs up to the tail */
+			loaded = true;
+			rc = dev_d2v_load(vq);
+			if (rc <= 0)
+				return rc;
+		}
 		off = vq->d_head & vq->d2v.mask;
 		rest = vq->d2v.size - off;
 		load_frame(vq->d2v.data + off, &f);
@@ -960,10 +985,9 @@ static int fifo_enable_notify(struct vshm_dev_vq *vq)
 	/* QF: the event store before the re-check of the tail (pairs with
 	 * the driver's QF in publish). */
 	vshm_mb();
-	/* A request waiting for V2D room counts as pending: the driver's
-	 * harvest frees the room but does not kick (docs/fifo-ring.md). */
-	if (vq->pend)
-		return 1;
+	/* A request waiting for V2D room lies in [d_head, d_tail), so it
+	 * counts as pending: the driver's harvest frees the room but does not
+	 * kick (docs/fifo-ring.md). */
 	return dev_d2v_more(vq);
 }
 
