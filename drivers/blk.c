@@ -173,6 +173,8 @@ int vshm_blkdrv_open(struct vshm_drv *d, uint16_t dev_num, uint32_t depth,
 	}
 	if (rc)
 		goto fail;
+	/* We poll; vshm_blkdrv_wait asks for notifications only to sleep. */
+	vshm_drv_vq_disable_cb(b->vq);
 	b->w = vshm_drv_dev_window(b->dev);
 	b->pool = vshm_drv_dev_pool(b->dev);
 	rc = vshm_drv_alloc(d, (uint64_t)depth * META, 64, &b->meta_off);
@@ -568,16 +570,24 @@ int vshm_blkdrv_wait(struct vshm_blkdrv *b, int64_t timeout_ns)
 			vshm_cpu_relax();
 			continue;
 		}
+		/*
+		 * Used notifications are on only while we sleep: left on, every
+		 * completion would cost the device a doorbell write.
+		 */
 		rc = vshm_drv_vq_enable_cb(b->vq);
-		if (rc > 0)
+		if (rc > 0) {
+			vshm_drv_vq_disable_cb(b->vq);
 			continue;
+		}
 		if (rc < 0) {
 			if (lost_device(b))
 				return -EIO;
 			continue;
 		}
-		if (now_ns() >= deadline)
+		if (now_ns() >= deadline) {
+			vshm_drv_vq_disable_cb(b->vq);
 			return 0;
+		}
 		rc = vshm_drv_dev_wait(b->dev, 0, deadline - now_ns());
 		slept = 1;
 		vshm_drv_vq_disable_cb(b->vq);
