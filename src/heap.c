@@ -845,8 +845,12 @@ static int check_locked(const struct vshm_heap *h)
 	/* Every page on exactly one extent: hop from head to head. */
 	while (i < h->npages) {
 		uint8_t s = h->state[i];
-		uint32_t n = h->len[i], t;
+		uint32_t n, t;
 
+		/* len[] is meaningful only at a tagged page: check the tag first. */
+		if (!(s & ST_FREE_HEAD) && s != ST_ALLOC_HEAD)
+			return -EIO;
+		n = h->len[i];
 		if (!n || n > h->npages - i)
 			return -EIO;
 		t = i + n - 1;
