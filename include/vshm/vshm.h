@@ -15,6 +15,7 @@
 #include <vshm/window.h>
 #include <vshm/vq.h>
 #include <vshm/bounce.h>
+#include <vshm/heap.h>
 #include <vshm/msg.h>
 #include <vshm/doorbell.h>
 #include <vshm/mbox.h>
