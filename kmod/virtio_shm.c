@@ -36,6 +36,8 @@
 
 #include <vshm/abi.h>
 
+#include "vshm_tp.h"
+
 /* ------------------------------------------------------------------------ */
 /* The ivshmem-doorbell device (QEMU docs/specs/ivshmem-spec.rst)           */
 
@@ -78,6 +80,7 @@ struct vshm_pci {
 	u32 hub_vectors;		/* the hub's vectors per peer (header) */
 	unsigned int nvec;		/* MSI-X vectors allocated, >= 1 */
 	struct vshm_vec *vecs;		/* [nvec] */
+	struct vshm_tp *tp;		/* the virtio transport (vshm_transport.c) */
 };
 
 /*
@@ -99,6 +102,7 @@ static irqreturn_t vshm_pci_vec_irq(int irq, void *data)
 	struct vshm_vec *v = data;
 
 	atomic_long_inc(&v->count);
+	vshm_tp_irq(READ_ONCE(v->vp->tp), v->index);
 	return IRQ_HANDLED;
 }
 
@@ -393,6 +397,21 @@ static int vshm_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 
 	dev_info(dev, "vshm window of %llu bytes (ABI %u.%u), peer id %u, %u vectors\n",
 		 (u64)vp->win_size, vp->abi_major, vp->abi_minor, vp->ivposition, vp->nvec);
+
+	{
+		struct vshm_tp_params tpp = {
+			.pdev = pdev, .win = vp->win, .win_size = vp->win_size, .regs = vp->regs,
+			.ivposition = vp->ivposition, .hub_vectors = vp->hub_vectors, .nvec = vp->nvec,
+		};
+		struct vshm_tp *tp = vshm_tp_create(&tpp);
+
+		if (IS_ERR(tp)) {
+			err = PTR_ERR(tp);
+			vshm_pci_free_irqs(vp);
+			goto err_unmap_win;
+		}
+		WRITE_ONCE(vp->tp, tp);
+	}
 	return 0;
 
 err_unmap_win:
@@ -414,8 +433,13 @@ err_free:
 static void vshm_pci_remove(struct pci_dev *pdev)
 {
 	struct vshm_pci *vp = pci_get_drvdata(pdev);
+	struct vshm_tp *tp = vp->tp;
 
-	vshm_pci_free_irqs(vp);
+	/* The virtio devices go first, while their interrupts still arrive. */
+	vshm_tp_stop(tp);
+	WRITE_ONCE(vp->tp, NULL);
+	vshm_pci_free_irqs(vp);		/* waits for running handlers */
+	vshm_tp_free(tp);
 	memunmap(vp->win);
 	pci_iounmap(pdev, vp->regs);
 	pci_release_regions(pdev);

@@ -50,6 +50,12 @@ KVER=$(modinfo -F vermagic "$1" | awk '{print $1}')
 MODDIR=/lib/modules/$KVER
 [ -d "$MODDIR/kernel" ] || die "no $MODDIR/kernel: install the kernel $1 was built for (linux-image-amd64)"
 
+# Our modules need some of the guest kernel's (virtio_shm: virtio and
+# virtio_ring); /init loads those so that a plain insmod of ours works.
+for ko in "$@"; do
+	MODS="$MODS $(modinfo -F depends "$ko" | tr ',' ' ')"
+done
+
 # Guest-kernel modules, dependencies first, as modprobe would load them.
 kmods=()
 for m in $MODS; do
