@@ -99,6 +99,9 @@ MODULE_PARM_DESC(packed, "let drivers negotiate packed virtqueues (default: spli
 #define FAIL_POLL_MS		20
 #define RESET_TIMEOUT_MS	12000	/* a blk reset waits up to 10 s for host I/O */
 #define MIN_POOL		(64u << 10)
+#define DRAIN_BUDGET		(4 * VSHM_MBOX_SLOTS)	/* messages per drain */
+#define GEN_UPDATES_PER_SEC	16	/* config generation changes we follow */
+#define MAX_RESETS		5	/* re-probes of one device per session */
 
 /* ------------------------------------------------------------------------ */
 /* State                                                                    */
@@ -170,8 +173,12 @@ struct vshm_vdev {
 	u64 offered;			/* GET_DEVICE_FEATURES, blocks 0-1 */
 	u8 status;			/* device status as the device answered */
 	u32 generation;			/* config generation last seen */
+	unsigned long gen_window;	/* jiffies: start of the rate window */
+	unsigned int gen_updates;	/* generation changes in that window */
 	bool needs_reset;		/* the device asked for a reset */
+	atomic_t failing;		/* reset for recovery: fail in-flight chains */
 	struct vshm_dma *dma;		/* its DMA device, our vdev's parent */
+	u64 pool_off, pool_size;	/* its range of the driver area */
 	struct list_head node;		/* tp->vdevs */
 	spinlock_t qv_lock;		/* qvs */
 	struct list_head qvs;
@@ -219,6 +226,8 @@ struct vshm_tp {
 	atomic_t alive;			/* the session is usable */
 	atomic_t failing;		/* lost: fail in-flight chains */
 	unsigned long fail_from;	/* jiffies: not before (grace) */
+	atomic_t vd_failing;		/* devices being recovered */
+	u8 resets[VSHM_KMAX_DEVS];	/* recoveries per device, this session */
 	bool refuse;			/* refuse this device next time */
 
 	/* Mailbox (docs/mailbox.md), under mbox_lock. */
@@ -522,9 +531,11 @@ static void record_event(struct vshm_tp *tp, const struct vshm_msg *m)
  */
 static int mbox_drain(struct vshm_tp *tp, const struct vshm_msg *want, struct vshm_msg *m)
 {
+	unsigned int budget = DRAIN_BUDGET;
 	int n;
 
-	for (;;) {
+	/* Bounded: a device that floods us cannot keep us here. */
+	while (budget--) {
 		n = mbox_recv(tp, tp->rx_buf);
 		if (n == -EAGAIN)
 			return 0;
@@ -546,6 +557,7 @@ static int mbox_drain(struct vshm_tp *tp, const struct vshm_msg *want, struct vs
 			return 1;
 		tp_count(tp, C_DROPPED);	/* the answer to an exchange that timed out */
 	}
+	return 0;
 }
 
 /*
@@ -772,7 +784,18 @@ static bool failing_now(struct vshm_tp *tp)
 	return time_after_eq(jiffies, READ_ONCE(tp->fail_from));
 }
 
-static void fail_inflight(struct vshm_tp *tp)
+/* Does nobody serve @qv's chains any more (and the grace is over)? */
+static bool vq_failing(struct vshm_vq *qv)
+{
+	return atomic_read(&qv->vd->failing) || failing_now(qv->vd->tp);
+}
+
+/*
+ * Look at every queue: doorbells are hints, so this also delivers a
+ * completion whose interrupt got lost.  Queues nobody serves any more get
+ * their chains failed first.
+ */
+static void rescan_vqs(struct vshm_tp *tp)
 {
 	struct vshm_vq *qv;
 	unsigned long flags;
@@ -780,29 +803,39 @@ static void fail_inflight(struct vshm_tp *tp)
 
 	spin_lock_irqsave(&tp->vqs_lock, flags);
 	list_for_each_entry(qv, &tp->vqs, tp_node) {
-		n = vq_fail_outstanding(qv);
-		if (n)
-			atomic64_add(n, &tp->c[C_FAILED_CHAINS]);
-		vring_interrupt(0, qv->vq);
-	}
-	spin_unlock_irqrestore(&tp->vqs_lock, flags);
-}
-
-/* Doorbells are hints: look at every queue now and then. */
-static void rescan_vqs(struct vshm_tp *tp)
-{
-	struct vshm_vq *qv;
-	unsigned long flags;
-
-	spin_lock_irqsave(&tp->vqs_lock, flags);
-	list_for_each_entry(qv, &tp->vqs, tp_node)
+		if (vq_failing(qv)) {
+			n = vq_fail_outstanding(qv);
+			if (n)
+				atomic64_add(n, &tp->c[C_FAILED_CHAINS]);
+		}
 		if (vring_interrupt(0, qv->vq) == IRQ_HANDLED)
 			tp_count(tp, C_RESCANS);
+	}
 	spin_unlock_irqrestore(&tp->vqs_lock, flags);
 }
 
 /* ------------------------------------------------------------------------ */
 /* virtio_config_ops                                                        */
+
+/*
+ * The virtio core re-reads config until generation() stands still, without
+ * a bound.  A device that changes its generation without end would keep it
+ * there: we follow at most GEN_UPDATES_PER_SEC changes a second.
+ */
+static void follow_generation(struct vshm_vdev *vd, u32 gen)
+{
+	if (gen == READ_ONCE(vd->generation))
+		return;
+	if (time_after(jiffies, vd->gen_window + HZ)) {
+		vd->gen_window = jiffies;
+		vd->gen_updates = 0;
+	}
+	if (vd->gen_updates++ >= GEN_UPDATES_PER_SEC) {
+		dev_warn_ratelimited(&vd->vdev.dev, "config generation keeps changing; not followed\n");
+		return;
+	}
+	WRITE_ONCE(vd->generation, gen);
+}
 
 static void vshm_get(struct virtio_device *vdev, unsigned int offset, void *buf, unsigned int len)
 {
@@ -842,7 +875,7 @@ static void vshm_get(struct virtio_device *vdev, unsigned int offset, void *buf,
 			done += n;
 		}
 		if (len)
-			WRITE_ONCE(vd->generation, gen0);
+			follow_generation(vd, gen0);
 		if (stable)
 			return;
 	}
@@ -990,7 +1023,7 @@ static bool vshm_vq_notify(struct virtqueue *vq)
 	struct vshm_vq *qv = vq->priv;
 	struct vshm_tp *tp = qv->vd->tp;
 
-	if (likely(atomic_read(&tp->alive))) {
+	if (likely(atomic_read(&tp->alive) && !atomic_read(&qv->vd->failing))) {
 		ring_doorbell(tp, READ_ONCE(tp->dev_peer), qv->vector);
 		tp_count(tp, C_NOTIFIES);
 		return true;
@@ -1001,7 +1034,7 @@ static bool vshm_vq_notify(struct virtqueue *vq)
 	 * the watchdog delivers the completion to drivers that wait for the
 	 * callback.
 	 */
-	if (failing_now(tp))
+	if (vq_failing(qv))
 		atomic64_add(vq_fail_outstanding(qv), &tp->c[C_FAILED_CHAINS]);
 	if (!READ_ONCE(tp->quiesce))
 		mod_delayed_work(tp->aux_wq, &tp->watchdog, 0);
@@ -1270,6 +1303,8 @@ static void probe_dev(struct vshm_tp *tp, u16 dev_num, u64 pool_off, u64 pool_si
 		goto err;
 	}
 	vd->dma = dma;
+	vd->pool_off = pool_off;
+	vd->pool_size = pool_size;
 	vd->vdev.dev.parent = vshm_dma_device(dma);
 	vd->vdev.dev.release = vshm_vdev_release;
 	vd->vdev.config = &vshm_config_ops;
@@ -1341,6 +1376,55 @@ static void remove_devices(struct vshm_tp *tp)
 	}
 }
 
+/*
+ * A device that set DEVICE_NEEDS_RESET stopped serving its queues.  Reset
+ * it (synchronous: it lets go of the rings), fail what it held, remove its
+ * virtio device and probe it afresh in the same part of the window.
+ * Other devices carry on.  The session work runs this.
+ */
+static void recover_devices(struct vshm_tp *tp)
+{
+	struct vshm_vdev *vd;
+	unsigned long flags;
+
+	while (atomic_read(&tp->alive)) {
+		struct vshm_dma *dma;
+		u64 off, size;
+		bool found = false;
+		u16 num;
+
+		spin_lock_irqsave(&tp->devs_lock, flags);
+		list_for_each_entry(vd, &tp->vdevs, node) {
+			if (vd->needs_reset) {
+				list_del_init(&vd->node);
+				found = true;
+				break;
+			}
+		}
+		spin_unlock_irqrestore(&tp->devs_lock, flags);
+		if (!found)
+			return;
+		num = vd->dev_num;
+		dma = vd->dma;
+		off = vd->pool_off;
+		size = vd->pool_size;
+		vshm_reset(&vd->vdev);
+		atomic_inc(&tp->vd_failing);
+		atomic_set(&vd->failing, 1);
+		if (!READ_ONCE(tp->quiesce))
+			mod_delayed_work(tp->aux_wq, &tp->watchdog, 0);
+		unregister_virtio_device(&vd->vdev);	/* may free vd */
+		atomic_dec(&tp->vd_failing);
+		vshm_dma_destroy(dma);
+		if (num < VSHM_KMAX_DEVS && ++tp->resets[num] > MAX_RESETS) {
+			dev_err(tp_dev(tp), "device %u needed %u resets in this session; left unregistered\n",
+				num, MAX_RESETS);
+			continue;
+		}
+		probe_dev(tp, num, off, size);
+	}
+}
+
 static void dispatch_events(struct vshm_tp *tp)
 {
 	struct vshm_vdev *vd;
@@ -1358,11 +1442,14 @@ static void dispatch_events(struct vshm_tp *tp)
 			continue;
 		WRITE_ONCE(vd->generation, ev.generation);
 		if ((ev.status & VSHM_MSG_STATUS_NEEDS_RESET) && !vd->needs_reset) {
+			/* The session work resets and re-probes it. */
 			vd->needs_reset = true;
 			WRITE_ONCE(vd->status, vd->status | VIRTIO_CONFIG_S_NEEDS_RESET);
 			tp_count(tp, C_NEEDS_RESET);
-			dev_err(&vd->vdev.dev, "the device needs a reset (it found a queue broken): queues stopped\n");
-			virtio_break_device(&vd->vdev);
+			dev_err(&vd->vdev.dev, "device %u needs a reset (it found a queue broken); resetting it\n",
+				vd->dev_num);
+			if (!READ_ONCE(tp->stopping))
+				mod_delayed_work(tp->wq, &tp->session_work, 0);
 		}
 		virtio_config_changed(&vd->vdev);
 	}
@@ -1440,6 +1527,7 @@ static void session_up(struct vshm_tp *tp)
 	mutex_unlock(&tp->mbox_lock);
 	atomic_set(&tp->failing, 0);
 	WRITE_ONCE(tp->refuse, false);
+	memset(tp->resets, 0, sizeof(tp->resets));
 	atomic_set_release(&tp->alive, 1);
 	/* R2: the formatted mailbox is visible with READY. */
 	smp_store_release(&tp->hdr->driver.status, cpu_to_le32(VSHM_ROLE_READY));
@@ -1499,6 +1587,7 @@ static void session_work_fn(struct work_struct *work)
 		}
 		break;
 	case ST_ACTIVE:
+		recover_devices(tp);
 		if (!atomic_read(&tp->alive)) {
 			session_down(tp);
 			next = 0;
@@ -1522,13 +1611,9 @@ static void watchdog_fn(struct work_struct *work)
 		if (mbox_pending(tp))
 			queue_events(tp);
 	}
-	if (atomic_read(&tp->failing)) {
-		if (failing_now(tp))
-			fail_inflight(tp);
+	rescan_vqs(tp);
+	if (atomic_read(&tp->failing) || atomic_read(&tp->vd_failing))
 		next = msecs_to_jiffies(FAIL_POLL_MS);
-	} else {
-		rescan_vqs(tp);
-	}
 	if (!READ_ONCE(tp->quiesce))
 		queue_delayed_work(tp->aux_wq, &tp->watchdog, next);
 }
@@ -1560,12 +1645,14 @@ static int stats_show(struct seq_file *m, void *unused)
 	spin_lock_irqsave(&tp->devs_lock, flags);
 	list_for_each_entry(vd, &tp->vdevs, node) {
 		struct vshm_dma_stats s;
+		struct vshm_vq *qv;
 
 		vshm_dma_get_stats(vd->dma, &s);
 		seq_printf(m, "dev%u.virtio_id %u\n", vd->dev_num, vd->info.device_id);
 		seq_printf(m, "dev%u.name %s\n", vd->dev_num, dev_name(&vd->vdev.dev));
 		seq_printf(m, "dev%u.features %#llx\n", vd->dev_num, vd->vdev.features);
 		seq_printf(m, "dev%u.status %#x\n", vd->dev_num, READ_ONCE(vd->status));
+		seq_printf(m, "dev%u.pool_offset %#llx\n", vd->dev_num, vd->pool_off);
 		seq_printf(m, "dev%u.pool_size %llu\n", vd->dev_num, s.pool_size);
 		seq_printf(m, "dev%u.pool_in_use %llu\n", vd->dev_num, s.in_use);
 		seq_printf(m, "dev%u.pool_peak %llu\n", vd->dev_num, s.peak);
@@ -1578,6 +1665,13 @@ static int stats_show(struct seq_file *m, void *unused)
 		seq_printf(m, "dev%u.map_failures %llu\n", vd->dev_num, s.map_failures);
 		seq_printf(m, "dev%u.alloc_failures %llu\n", vd->dev_num, s.alloc_failures);
 		seq_printf(m, "dev%u.bad_unmaps %llu\n", vd->dev_num, s.bad_unmaps);
+		spin_lock(&vd->qv_lock);
+		list_for_each_entry(qv, &vd->qvs, vd_node)
+			seq_printf(m, "dev%u.vq%u size %u vector %u desc %#llx driver %#llx device %#llx tracked %d\n",
+				   vd->dev_num, qv->index, virtqueue_get_vring_size(qv->vq), qv->vector,
+				   (u64)virtqueue_get_desc_addr(qv->vq), (u64)virtqueue_get_avail_addr(qv->vq),
+				   (u64)virtqueue_get_used_addr(qv->vq), qv->trk_ok);
+		spin_unlock(&vd->qv_lock);
 	}
 	spin_unlock_irqrestore(&tp->devs_lock, flags);
 	return 0;

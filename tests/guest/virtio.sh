@@ -140,6 +140,30 @@ t_check "blk idle: no bounce buffer still mapped, only its ring in the pool" \
 t_check "no mailbox violation, timeout or lost session" \
 	[ "$(stat mbox_violations)$(stat mbox_call_timeouts)$(stat sessions_lost)" = 000 ]
 
+# ---- a device that needs a reset ------------------------------------------------------
+# Scribble on the rng queue's avail index in the window, as a broken driver
+# would: the backend refuses the queue and sets DEVICE_NEEDS_RESET on that
+# device; the transport resets it alone and probes it again.
+pci=$(basename "$(dirname "$f")")
+bar2=$(sed -n 3p "/sys/bus/pci/devices/$pci/resource" | cut -d' ' -f1)
+rng=$(sed -n 's/^dev\([0-9]*\)\.virtio_id 4$/\1/p' "$f")
+avail=$(sed -n "s/^dev$rng\.vq0 .* driver \(0x[0-9a-f]*\) .*/\1/p" "$f")
+regs0=$(stat devices_registered)
+needs_reset_seen() { [ "$(stat needs_reset)" -ge 1 ]; }
+reprobed() { [ "$(stat devices_registered)" -gt "$regs0" ] && [ -n "$(vdev_of 4)" ]; }
+t_diag "rng queue 0: avail ring at window offset $avail, BAR2 at $bar2"
+for try in 1 2 3; do
+	devmem $((bar2 + avail + 2)) 16 0x7777
+	t_until 3000 needs_reset_seen && break
+done
+t_check "the backend flags the rng DEVICE_NEEDS_RESET (EVENT_CONFIG)" needs_reset_seen
+t_check "the transport resets it and probes it again (within 15 s)" t_until 15000 reprobed
+t_until 5000 grep -q '^virtio_rng' /sys/class/misc/hw_random/rng_current
+n=$(timeout 20 dd if=/dev/hwrng bs=1024 count=4 2>/dev/null | wc -c)
+t_check "/dev/hwrng works again ($n bytes)" [ "$n" -eq 4096 ]
+t_check "the disk carried on meanwhile" [ "$(read_md5 "$HOST_OFF_MB")" = "$HOST_MD5" ]
+t_check "no session was lost for it" [ "$(stat sessions_lost)" -eq 0 ]
+
 # ---- unload and load again ------------------------------------------------------------
 t_check "rmmod virtio_shm" rmmod virtio_shm
 t_check "the virtio devices are gone" no_vdevs
