@@ -1409,6 +1409,11 @@ static void recover_devices(struct vshm_tp *tp)
 		off = vd->pool_off;
 		size = vd->pool_size;
 		vshm_reset(&vd->vdev);
+		if (num < VSHM_KMAX_DEVS) {
+			spin_lock_irqsave(&tp->ev_lock, flags);
+			tp->ev[num].pending = false;	/* that event is handled */
+			spin_unlock_irqrestore(&tp->ev_lock, flags);
+		}
 		atomic_inc(&tp->vd_failing);
 		atomic_set(&vd->failing, 1);
 		if (!READ_ONCE(tp->quiesce))
