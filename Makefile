@@ -138,7 +138,7 @@ check-guest: deps
 BENCH_JSON ?=
 bench: deps
 	$(Q)$(MAKE) --no-print-directory $(BENCH_BINS) $(VSHM) CFLAGS="-O2 -g -march=native"
-	$(Q)O=$(O) BENCH_JSON=$(BENCH_JSON) scripts/run-bench.sh $(BENCH_BINS)
+	$(Q)O=$(O) BENCH_JSON=$(BENCH_JSON) scripts/run-bench.sh $(BENCH_BINS) scripts/bench-guest.sh
 
 # ---- fuzzing (clang + libFuzzer + ASan/UBSan) ------------------------------
 FUZZ_O := $(O)/fuzz

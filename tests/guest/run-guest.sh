@@ -12,6 +12,7 @@
 #     -n VECTORS  its vectors (default 4; must match the hub's --vectors)
 #     -t SECONDS  bound on the whole run (default 120)
 #     -a ARGS     more kernel command line
+#     -q ARG      one more QEMU argument (repeat for more)
 #     -l LOGFILE  also write the console there
 #     -v          verbose boot (kernel messages on the console)
 #
@@ -24,11 +25,12 @@
 set -u
 INITRD=${O:-build}/guest/initramfs.cpio.gz
 KERNEL="" ENVFILE="" HUB="" VECTORS=4 TIMEOUT=120 APPEND="" LOG="" VERBOSE=0
+EXTRA=()
 
 die() { echo "run-guest: $*" >&2; exit 1; }
-usage() { sed -n '6,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '6,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-while getopts "i:k:e:H:n:t:a:l:vh" opt; do
+while getopts "i:k:e:H:n:t:a:l:q:vh" opt; do
 	case $opt in
 	i) INITRD=$OPTARG ;;
 	k) KERNEL=$OPTARG ;;
@@ -38,6 +40,7 @@ while getopts "i:k:e:H:n:t:a:l:vh" opt; do
 	t) TIMEOUT=$OPTARG ;;
 	a) APPEND=$OPTARG ;;
 	l) LOG=$OPTARG ;;
+	q) EXTRA+=("$OPTARG") ;;
 	v) VERBOSE=1 ;;
 	*) usage ;;
 	esac
@@ -93,6 +96,7 @@ if [ -n "$HUB" ]; then
 	args+=(-chardev "socket,path=$HUB,id=ivsh0"
 		-device "ivshmem-doorbell,chardev=ivsh0,vectors=$VECTORS")
 fi
+args+=(${EXTRA[@]+"${EXTRA[@]}"})
 
 mkfifo "$T/console"
 timeout -k 5 "$TIMEOUT" "$QEMU" "${args[@]}" </dev/null >"$T/console" 2>"$T/qemu.err" &
