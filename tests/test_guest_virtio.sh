@@ -10,7 +10,7 @@
 # Every process this starts is stopped on exit; every wait is bounded.
 # Needs VSHM (the vshm binary); builds the module into $O/kmod and the
 # initramfs into $O/guest.  Skips (77) without QEMU, the guest kernel or its
-# headers (scripts/deps.sh installs them).
+# headers (scripts/deps.sh installs them).  VSHM_GUEST_SMP=N boots N vCPUs.
 set -u
 # Run from make check: the parent's jobserver is not ours to use.
 unset MAKEFLAGS MFLAGS MAKELEVEL
@@ -199,7 +199,9 @@ request() {
 
 mkfifo "$T/console"
 t_boot=$(now)
-"$HERE/guest/run-guest.sh" -i "$INITRD" -H "$HUB" -n "$VECTORS" -t "$GUEST_TIMEOUT" \
+smp=()
+[ -z "${VSHM_GUEST_SMP:-}" ] || smp=(-q -smp -q "$VSHM_GUEST_SMP")
+"$HERE/guest/run-guest.sh" -i "$INITRD" -H "$HUB" -n "$VECTORS" -t "$GUEST_TIMEOUT" ${smp[@]+"${smp[@]}"} \
 	-e "$T/env" "$HERE/guest/virtio.sh" >"$T/console" 2>"$T/run-guest.log" &
 GPID=$!
 pids=("$GPID" "${pids[@]}")

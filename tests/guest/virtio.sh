@@ -12,6 +12,7 @@
 # FS_KB (the file system's size, from offset 0), IMG_SECTORS.
 . /lib/vshm-guest.sh
 KO=/lib/modules/$(uname -r)/extra/virtio_shm.ko
+t_diag "$(nproc) vCPU(s), $(sed -n "s/MemTotal: *//p" /proc/meminfo) of RAM"
 VDEVS=/sys/bus/virtio/devices
 
 stats_file() { ls /sys/kernel/debug/virtio_shm/*/stats 2>/dev/null | head -n 1; }
