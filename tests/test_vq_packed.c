@@ -31,6 +31,21 @@
 #define SLOT_BYTES	(MAX_SG * 4096u)
 #define HOLD		8u	/* device keeps up to this many to reorder */
 
+/*
+ * Sanitizers slow the handshake rounds 10-25x and are there to find races,
+ * not to provoke store-buffer reordering: fewer rounds under them.
+ */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define HS_ROUNDS	10000ul
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define HS_ROUNDS	10000ul
+#endif
+#endif
+#ifndef HS_ROUNDS
+#define HS_ROUNDS	100000ul
+#endif
+
 #define F_PACKED	(1ull << VSHM_F_RING_PACKED)
 #define F_EV		(1ull << VSHM_F_EVENT_IDX)
 #define F_IND		(1ull << VSHM_F_INDIRECT_DESC)
@@ -459,6 +474,204 @@ static void run_threads(const char *name, uint64_t features, int sleepy, unsigne
 	vshm_window_unmap(&r.dw);
 }
 
+/*
+ * The notification handshakes, raced head on.  Each round both threads
+ * leave a barrier together; one side makes work visible and then asks
+ * whether the other wants a notification, the other side arms its
+ * notification and then re-checks for work.  At least one of them must see
+ * the other (otherwise a sleeper would never wake): that is what the full
+ * fences P5/P6 and P7/P8 guarantee, the store-buffer pattern that
+ * acquire/release alone does not.
+ */
+struct hs {
+	struct vshm_window dw, vw;
+	struct vshm_drv_vq *d;
+	struct vshm_dev_vq *v;
+	uint64_t buf;
+	unsigned long rounds;
+	int irq;			/* 0: kick direction, 1: interrupt direction */
+	unsigned arrive;		/* atomic: barrier */
+	int drv_saw, dev_saw;		/* atomic: this round's outcomes */
+	unsigned long lost, both;	/* device thread only */
+	int err;			/* atomic */
+	uint64_t deadline;
+};
+
+/* Spin briefly, then yield: the peer thread may not be on a CPU. */
+static void hs_wait(unsigned *spins)
+{
+	if (++*spins < 256)
+		vshm_cpu_relax();
+	else
+		sched_yield();
+}
+
+static void hs_barrier(struct hs *h, unsigned target)
+{
+	unsigned spins = 0;
+
+	__atomic_add_fetch(&h->arrive, 1, __ATOMIC_ACQ_REL);
+	while (__atomic_load_n(&h->arrive, __ATOMIC_ACQUIRE) < target) {
+		if (__atomic_load_n(&h->err, __ATOMIC_RELAXED))
+			return;
+		hs_wait(&spins);
+	}
+}
+
+/* A few pauses, so the two sides' critical instants sweep past each other. */
+static void hs_skew(uint64_t *rs)
+{
+	for (unsigned n = (unsigned)(rnd(rs) & 63); n; n--)
+		vshm_cpu_relax();
+}
+
+static void hs_fail(struct hs *h, int code)
+{
+	__atomic_store_n(&h->err, code, __ATOMIC_RELAXED);
+}
+
+static void *hs_driver(void *arg)
+{
+	struct hs *h = arg;
+	struct vshm_sg sg = { h->buf, 64, 0 };
+	static int ck;
+	void *c;
+	uint32_t len;
+	uint64_t rs = 0x243f6a8885a308d3ull;
+
+	for (unsigned long r = 0; r < h->rounds && !__atomic_load_n(&h->err, __ATOMIC_RELAXED); r++) {
+		if (h->irq) {
+			/* The device completes a chain; we arm and re-check. */
+			hs_barrier(h, 4 * (unsigned)r + 2);
+			hs_skew(&rs);
+			__atomic_store_n(&h->drv_saw, vshm_drv_vq_enable_cb(h->d), __ATOMIC_RELAXED);
+			hs_barrier(h, 4 * (unsigned)r + 4);
+			if (vshm_drv_vq_harvest(h->d, &c, &len) != 1)
+				hs_fail(h, 1);
+			vshm_drv_vq_disable_cb(h->d);
+			/* the next round's chain */
+			if (r + 1 < h->rounds && (vshm_drv_vq_add(h->d, &sg, 1, 0, &ck) ||
+						  vshm_drv_vq_publish(h->d) < 0))
+				hs_fail(h, 2);
+		} else {
+			/* The device is armed or arming; we publish and ask. */
+			if (vshm_drv_vq_add(h->d, &sg, 1, 0, &ck))
+				hs_fail(h, 3);
+			hs_barrier(h, 4 * (unsigned)r + 2);
+			hs_skew(&rs);
+			__atomic_store_n(&h->drv_saw, vshm_drv_vq_publish(h->d), __ATOMIC_RELAXED);
+			hs_barrier(h, 4 * (unsigned)r + 4);
+			for (unsigned spins = 0; vshm_drv_vq_harvest(h->d, &c, &len) == 0;) {
+				if (__atomic_load_n(&h->err, __ATOMIC_RELAXED) || now_ns() > h->deadline) {
+					hs_fail(h, 4);
+					break;
+				}
+				hs_wait(&spins);
+			}
+		}
+	}
+	return NULL;
+}
+
+static void *hs_device(void *arg)
+{
+	struct hs *h = arg;
+	struct vshm_iov iov[2];
+	struct vshm_chain c;
+	uint64_t rs = 0x13198a2e03707344ull;
+
+	for (unsigned long r = 0; r < h->rounds && !__atomic_load_n(&h->err, __ATOMIC_RELAXED); r++) {
+		int drv, dev;
+
+		if (h->irq) {
+			/* The driver's chain for this round is available. */
+			for (unsigned spins = 0; vshm_dev_vq_pop(h->v, &c, iov, 2) == 0;) {
+				if (__atomic_load_n(&h->err, __ATOMIC_RELAXED) || now_ns() > h->deadline) {
+					hs_fail(h, 5);
+					break;
+				}
+				hs_wait(&spins);
+			}
+			hs_barrier(h, 4 * (unsigned)r + 2);
+			hs_skew(&rs);
+			vshm_dev_vq_push(h->v, c.head, 0);
+			__atomic_store_n(&h->dev_saw, vshm_dev_vq_publish(h->v), __ATOMIC_RELAXED);
+		} else {
+			hs_barrier(h, 4 * (unsigned)r + 2);
+			hs_skew(&rs);
+			__atomic_store_n(&h->dev_saw, vshm_dev_vq_enable_notify(h->v), __ATOMIC_RELAXED);
+		}
+		hs_barrier(h, 4 * (unsigned)r + 4);
+		drv = __atomic_load_n(&h->drv_saw, __ATOMIC_RELAXED);
+		dev = __atomic_load_n(&h->dev_saw, __ATOMIC_RELAXED);
+		if (drv < 0 || dev < 0)
+			hs_fail(h, 6);
+		if (!drv && !dev)
+			h->lost++;
+		if (drv && dev)
+			h->both++;
+		if (!h->irq) {
+			/* Disarm, then serve the chain published this round. */
+			vshm_dev_vq_disable_notify(h->v);
+			if (vshm_dev_vq_pop(h->v, &c, iov, 2) != 1)
+				hs_fail(h, 7);
+			vshm_dev_vq_push(h->v, c.head, 0);
+			vshm_dev_vq_publish(h->v);
+		}
+	}
+	return NULL;
+}
+
+static void test_handshake(const char *name, uint64_t features, int irq, unsigned long rounds)
+{
+	struct vshm_window_opts o = { .size = 1 << 20, .vectors = 1 };
+	static struct hs h;
+	struct vshm_vq_layout l;
+	pthread_t a, b;
+	int64_t used;
+	uint64_t t0 = now_ns();
+
+	memset(&h, 0, sizeof(h));
+	h.rounds = rounds;
+	h.irq = irq;
+	h.deadline = t0 + 120ull * 1000000000ull;
+	if (vshm_window_create(&h.dw, &o) || vshm_window_map(&h.vw, h.dw.fd)) {
+		ok(0, "%s: window", name);
+		return;
+	}
+	vshm_window_protect_ctrl(&h.vw, PROT_NONE);
+	used = vshm_vq_layout_packed(&l, h.dw.drv_lo, 16, 0);
+	h.buf = h.dw.drv_lo + (uint64_t)used;
+	features |= F_PACKED;
+	if (vshm_drv_vq_create(&h.d, &h.dw, &l, features, NULL) ||
+	    vshm_dev_vq_create(&h.v, &h.vw, &l, features, NULL)) {
+		ok(0, "%s: queues", name);
+		return;
+	}
+	if (irq) {
+		/* Round 0's chain, published; callbacks off to start from rest. */
+		static int ck;
+		struct vshm_sg sg = { h.buf, 64, 0 };
+
+		vshm_drv_vq_add(h.d, &sg, 1, 0, &ck);
+		vshm_drv_vq_publish(h.d);
+		vshm_drv_vq_disable_cb(h.d);
+	}
+	vshm_dev_vq_disable_notify(h.v);
+	pthread_create(&a, NULL, hs_device, &h);
+	pthread_create(&b, NULL, hs_driver, &h);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	is(h.err, 0, "%s: %lu rounds ran", name, rounds);
+	is(h.lost, 0, "%s: no round where neither side saw the other (%lu saw each other)",
+	   name, h.both);
+	diag("%s: %.2f s", name, (double)(now_ns() - t0) / 1e9);
+	vshm_drv_vq_destroy(h.d);
+	vshm_dev_vq_destroy(h.v);
+	vshm_window_unmap(&h.vw);
+	vshm_window_unmap(&h.dw);
+}
+
 /* ---- single-threaded contract checks ---------------------------------- */
 
 static void test_layout(struct vshm_window *w)
@@ -805,9 +1018,13 @@ static void test_api(void)
 
 int main(void)
 {
-	unsigned long n = tap_scale(200000), s = tap_scale(100000);
+	unsigned long n = tap_scale(200000), s = tap_scale(100000), h = tap_scale(HS_ROUNDS);
 
 	test_api();
+	test_handshake("kick handshake, event_idx", F_EV, 0, h);
+	test_handshake("kick handshake, flags", 0, 0, h);
+	test_handshake("interrupt handshake, event_idx", F_EV, 1, h);
+	test_handshake("interrupt handshake, flags", 0, 1, h);
 	/* Six configurations, a million chains in all. */
 	run_threads("event_idx+indirect", F_EV | F_IND, 0, n);
 	run_threads("event_idx", F_EV, 0, n);

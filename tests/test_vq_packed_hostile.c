@@ -524,13 +524,13 @@ static void dev_write(struct drv_env *de, const struct used_write *u)
 }
 
 /*
- * With VSHM_CORPUS_DIR set, each case becomes a program for
+ * With VSHM_CORPUS_DIR_DRV set, each case becomes a program for
  * fuzz/fuzz_vq_packed_drv (ops documented there): the setup above, then
  * the case's used descriptors, then harvests.
  */
 static void save_drv_seed(struct drv_env *de, unsigned i)
 {
-	const char *dir = getenv("VSHM_CORPUS_DIR");
+	const char *dir = getenv("VSHM_CORPUS_DIR_DRV");
 	uint8_t p[128];
 	size_t n = 0;
 	char path[512];
