@@ -401,7 +401,8 @@ static int vshm_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	{
 		struct vshm_tp_params tpp = {
 			.pdev = pdev, .win = vp->win, .win_size = vp->win_size, .regs = vp->regs,
-			.ivposition = vp->ivposition, .hub_vectors = vp->hub_vectors, .nvec = vp->nvec,
+			.ivposition = vp->ivposition, .hub_vectors = vp->hub_vectors,
+			.nvec = vp->nvec,
 		};
 		struct vshm_tp *tp = vshm_tp_create(&tpp);
 

@@ -414,8 +414,10 @@ static void vshm_dma_release(struct device *dev)
 	struct vshm_dma *d = to_vshm_dma(dev);
 
 	if (d->pool) {
-		/* gen_pool_destroy() insists on an empty pool; a driver that
-		 * leaked mappings costs us the pool's bookkeeping, not a BUG. */
+		/*
+		 * gen_pool_destroy() insists on an empty pool; a driver that
+		 * leaked mappings costs us the pool's bookkeeping, not a BUG.
+		 */
 		if (atomic64_read(&d->in_use))
 			pr_warn("%s: %lld bytes of its pool still mapped; pool leaked\n",
 				dev_name(dev), (long long)atomic64_read(&d->in_use));

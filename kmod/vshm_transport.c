@@ -95,7 +95,7 @@ MODULE_PARM_DESC(packed, "let drivers negotiate packed virtqueues (default: spli
 #define VSHM_KMAX_VQS		64	/* queues per device */
 #define WAIT_SLICE_MS		20	/* liveness re-check inside a wait */
 #define HANDSHAKE_POLL_MS	5
-#define FAIL_GRACE_MS		500	/* a live device leaving the session stops within its loop */
+#define FAIL_GRACE_MS		500	/* a live device that lost the session stops by then */
 #define FAIL_POLL_MS		20
 #define RESET_TIMEOUT_MS	12000	/* a blk reset waits up to 10 s for host I/O */
 #define MIN_POOL		(64u << 10)
@@ -289,10 +289,14 @@ struct role_view {
 
 static void role_read(struct vshm_role *r, struct role_view *v)
 {
+	/* Pairs with the owner's claim (R1, H1) and its epoch release. */
 	v->owner = le32_to_cpu(smp_load_acquire(&r->owner));
+	/* Pairs with the release of epoch after a claim. */
 	v->epoch = le64_to_cpu(smp_load_acquire(&r->epoch));
-	v->status = le32_to_cpu(smp_load_acquire(&r->status));		/* R3 */
-	v->peer_epoch = le64_to_cpu(smp_load_acquire(&r->peer_epoch));	/* R5 */
+	/* R3: pairs with the owner's R2 (READY after its set-up). */
+	v->status = le32_to_cpu(smp_load_acquire(&r->status));
+	/* R5: pairs with the device's R4 (it quiesced before acknowledging). */
+	v->peer_epoch = le64_to_cpu(smp_load_acquire(&r->peer_epoch));
 	v->heartbeat = le64_to_cpu(READ_ONCE(r->heartbeat));
 }
 
@@ -318,6 +322,7 @@ static int role_claim(struct vshm_tp *tp)
 	e = le64_to_cpu(READ_ONCE(r->epoch)) + 1;
 	if (!e)
 		e = 1;
+	/* Status and peer_epoch cleared before the new epoch is seen. */
 	smp_store_release(&r->epoch, cpu_to_le64(e));
 	tp->epoch = e;
 	return 0;
@@ -329,6 +334,7 @@ static void role_release(struct vshm_tp *tp)
 
 	if (le32_to_cpu(READ_ONCE(r->owner)) != my_owner(tp))
 		return;
+	/* Not READY before the role is free (pairs with R3, like the hub's H1). */
 	smp_store_release(&r->status, 0);
 	cmpxchg(&r->owner, cpu_to_le32(my_owner(tp)), 0);
 }
@@ -469,8 +475,8 @@ static int mbox_recv(struct vshm_tp *tp, u8 *buf)
 		mbox_violation(tp, "a V2D message whose msg_size differs from its slot length");
 		return -EIO;
 	}
-	/* M3: our copy is done before the device may reuse the slot. */
 	WRITE_ONCE(tp->rx_cons, tp->rx_cons + 1);
+	/* M3: our copy is done before the device may reuse the slot (M4). */
 	smp_store_release(&r->cons, cpu_to_le32(tp->rx_cons));
 	tp_count(tp, C_MSGS_RX);
 	return len;
@@ -486,7 +492,9 @@ static bool mbox_pending(struct vshm_tp *tp)
 static void mbox_format(struct vshm_tp *tp)
 {
 	memset(tp->win + VSHM_MBOX_OFF, 0, VSHM_MBOX_SIZE);
-	tp->tx_prod = tp->tx_cons = tp->rx_prod = 0;
+	tp->tx_prod = 0;
+	tp->tx_cons = 0;
+	tp->rx_prod = 0;
 	WRITE_ONCE(tp->rx_cons, 0);
 	/*
 	 * Every wait of ours sleeps on vector 0, so ask for a doorbell on
@@ -511,7 +519,8 @@ static void record_event(struct vshm_tp *tp, const struct vshm_msg *m)
 		if (m->id == VSHM_MSG_BUS_EVENT_DEVICE)
 			dev_info(tp_dev(tp), "the backend reports device %u %s; picked up by the next session\n",
 				 m->u.event_device.dev_num,
-				 m->u.event_device.state == VSHM_MSG_DEV_ADDED ? "added" : "removed or changed");
+				 m->u.event_device.state == VSHM_MSG_DEV_ADDED ?
+				 "added" : "removed or changed");
 		return;
 	}
 	if (m->id != VSHM_MSG_EVENT_CONFIG || m->dev_num >= VSHM_KMAX_DEVS)
@@ -654,7 +663,9 @@ static void track_locked(struct vshm_vq *qv)
 	 * Used before avail: every completion up to @used is of a chain
 	 * published before it, so it is in [.., @avail) too.
 	 */
+	/* S4: the used entries up to @used are written (device's S3). */
 	used = virtio16_to_cpu(vdev, smp_load_acquire(&qv->vr.used->idx));
+	/* Like S2: the avail entries up to @avail are written (virtio_ring). */
 	avail = virtio16_to_cpu(vdev, smp_load_acquire(&qv->vr.avail->idx));
 	na = avail - qv->trk_avail;
 	nu = used - qv->trk_used;
@@ -664,13 +675,15 @@ static void track_locked(struct vshm_vq *qv)
 		return;
 	}
 	for (k = 0; k < na; k++) {
-		u16 h = virtio16_to_cpu(vdev, READ_ONCE(qv->vr.avail->ring[(u16)(qv->trk_avail + k) & (num - 1)]));
+		u16 slot = (u16)(qv->trk_avail + k) & (num - 1);
+		u16 h = virtio16_to_cpu(vdev, READ_ONCE(qv->vr.avail->ring[slot]));
 
 		if (h < num && qv->trk_count[h] < U8_MAX)
 			qv->trk_count[h]++;
 	}
 	for (k = 0; k < nu; k++) {
-		u32 id = virtio32_to_cpu(vdev, READ_ONCE(qv->vr.used->ring[(u16)(qv->trk_used + k) & (num - 1)].id));
+		u16 slot = (u16)(qv->trk_used + k) & (num - 1);
+		u32 id = virtio32_to_cpu(vdev, READ_ONCE(qv->vr.used->ring[slot].id));
 
 		if (id < num && qv->trk_count[id])
 			qv->trk_count[id]--;
@@ -726,7 +739,9 @@ static void poison_chain(struct vshm_vq *qv, u16 head)
 			u32 j, n = len / sizeof(*t);
 
 			for (j = 0; t && j < n && j < VSHM_VQ_MAX_SIZE; j++) {
-				if (virtio16_to_cpu(vdev, READ_ONCE(t[j].flags)) & VRING_DESC_F_WRITE)
+				u16 f = virtio16_to_cpu(vdev, READ_ONCE(t[j].flags));
+
+				if (f & VRING_DESC_F_WRITE)
 					poison(qv, virtio64_to_cpu(vdev, READ_ONCE(t[j].addr)),
 					       virtio32_to_cpu(vdev, READ_ONCE(t[j].len)));
 			}
@@ -863,8 +878,10 @@ static void vshm_get(struct virtio_device *vdev, unsigned int offset, void *buf,
 			if (vshm_call(vd->tp, &req, &resp))
 				goto fail;
 			if (resp.u.cfg.offset != offset + done || resp.u.cfg.length != n) {
-				dev_warn_ratelimited(&vdev->dev, "GET_CONFIG answered for %u+%u, asked %u+%u\n",
-						     resp.u.cfg.offset, resp.u.cfg.length, offset + done, n);
+				dev_warn_ratelimited(&vdev->dev,
+						     "GET_CONFIG answered for %u+%u, asked %u+%u\n",
+						     resp.u.cfg.offset, resp.u.cfg.length,
+						     offset + done, n);
 				goto fail;
 			}
 			if (!done)
@@ -897,10 +914,10 @@ static void vshm_set(struct virtio_device *vdev, unsigned int offset, const void
 	}
 	while (done < len) {
 		u32 n = min_t(u32, len - done, VSHM_MSG_MAX_CONFIG_DATA);
+		bool strict = vd->tp->transport_features & VSHM_TF_STRICT_CONFIG_GENERATION;
 
 		vshm_msg_init_req(&req, VSHM_MSG_SET_CONFIG, vd->dev_num);
-		req.u.cfg.generation = (vd->tp->transport_features & VSHM_TF_STRICT_CONFIG_GENERATION) ?
-				       READ_ONCE(vd->generation) : 0;
+		req.u.cfg.generation = strict ? READ_ONCE(vd->generation) : 0;
 		req.u.cfg.offset = offset + done;
 		req.u.cfg.length = n;
 		memcpy(req.u.cfg.data, (const u8 *)buf + done, n);
@@ -948,7 +965,7 @@ static void vshm_reset(struct virtio_device *vdev)
 	rc = vshm_set_status_msg(vd, 0, &s, max_t(unsigned int, call_timeout_ms, RESET_TIMEOUT_MS));
 	/* vshm completes a reset synchronously; poll, bounded, if not. */
 	for (i = 0; !rc && s && i < 100; i++) {
-		msleep(1);
+		usleep_range(1000, 2000);
 		vshm_msg_init_req(&req, VSHM_MSG_GET_DEVICE_STATUS, vd->dev_num);
 		rc = vshm_call(vd->tp, &req, &resp);
 		if (!rc)
@@ -1101,7 +1118,7 @@ static struct virtqueue *setup_vq(struct vshm_vdev *vd, unsigned int index,
 	if (!virtio_has_feature(vdev, VIRTIO_F_RING_PACKED)) {
 		qv->vr = *virtqueue_get_vring(vq);
 		qv->trk_count = kcalloc(qv->vr.num, sizeof(*qv->trk_count), GFP_KERNEL);
-		qv->trk_ok = qv->trk_count != NULL;
+		qv->trk_ok = !!qv->trk_count;
 	}
 
 	num = virtqueue_get_vring_size(vq);
@@ -1181,7 +1198,8 @@ static int vshm_find_vqs(struct virtio_device *vdev, unsigned int nvqs, struct v
 			vqs[i] = NULL;
 			continue;
 		}
-		vqs[i] = setup_vq(to_vd(vdev), queue++, callbacks[i], names[i], ctx ? ctx[i] : false);
+		vqs[i] = setup_vq(to_vd(vdev), queue++, callbacks[i], names[i],
+				  ctx ? ctx[i] : false);
 		if (IS_ERR(vqs[i])) {
 			int err = PTR_ERR(vqs[i]);
 
@@ -1539,7 +1557,8 @@ static void session_up(struct vshm_tp *tp)
 	tp->state = ST_ACTIVE;
 	tp_count(tp, C_SESSIONS);
 	dev_info(tp_dev(tp), "session %lld with device peer %u (driver epoch %llu, device epoch %llu)\n",
-		 (long long)atomic64_read(&tp->c[C_SESSIONS]), tp->dev_peer, tp->epoch, tp->dev_epoch);
+		 (long long)atomic64_read(&tp->c[C_SESSIONS]), tp->dev_peer, tp->epoch,
+		 tp->dev_epoch);
 	discover(tp);
 }
 
@@ -1673,8 +1692,9 @@ static int stats_show(struct seq_file *m, void *unused)
 		spin_lock(&vd->qv_lock);
 		list_for_each_entry(qv, &vd->qvs, vd_node)
 			seq_printf(m, "dev%u.vq%u size %u vector %u desc %#llx driver %#llx device %#llx tracked %d\n",
-				   vd->dev_num, qv->index, virtqueue_get_vring_size(qv->vq), qv->vector,
-				   (u64)virtqueue_get_desc_addr(qv->vq), (u64)virtqueue_get_avail_addr(qv->vq),
+				   vd->dev_num, qv->index, virtqueue_get_vring_size(qv->vq),
+				   qv->vector, (u64)virtqueue_get_desc_addr(qv->vq),
+				   (u64)virtqueue_get_avail_addr(qv->vq),
 				   (u64)virtqueue_get_used_addr(qv->vq), qv->trk_ok);
 		spin_unlock(&vd->qv_lock);
 	}
@@ -1790,7 +1810,7 @@ void vshm_tp_stop(struct vshm_tp *tp)
 	if (tp->state != ST_IDLE)
 		session_down(tp);
 	WRITE_ONCE(tp->quiesce, true);
-	smp_mb();
+	smp_mb();	/* quiesce before the cancel: no work re-arms after it */
 	cancel_delayed_work_sync(&tp->watchdog);
 	cancel_work_sync(&tp->event_work);
 	dbg_remove(tp);
