@@ -20,6 +20,8 @@
  *   mailbox ring v2d ....... prod/slots: device; cons/waiting: driver
  *   driver area ............ laid out by the driver; the device touches only
  *                            what the driver names to it (vrings, buffers)
+ *   FIFO ring blocks ....... tail and frames: the producer; head and event:
+ *                            the consumer; size and flags: the driver
  */
 #ifndef VSHM_ABI_H
 #define VSHM_ABI_H

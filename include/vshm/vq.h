@@ -65,6 +65,14 @@ int64_t vshm_vq_layout_packed(struct vshm_vq_layout *l, uint64_t base,
  * 1 .. 32768), @ring_bytes a power of two, 4096 .. 2^24.  The driver writes
  * @ring_bytes into both control blocks; the device reads each block's size
  * from the window instead.  Returns the bytes used, or -EINVAL.
+ *
+ * Behind the same calls, a FIFO queue differs in what it can carry: add
+ * copies the readable bytes into the ring and refuses (-EINVAL) a request
+ * whose readable or writable total exceeds ring_bytes / 2 - 16; -ENOSPC
+ * means no free id or no room in the ring; harvest copies the reply into
+ * the writable buffers.  A popped chain has at most one readable and one
+ * writable iov, both pointing into the rings; completions reach the driver
+ * in request order.
  */
 int64_t vshm_vq_layout_fifo(struct vshm_vq_layout *l, uint64_t base,
 			    uint32_t num, uint32_t ring_bytes);
