@@ -586,6 +586,7 @@ static void test_flush(struct vshm_devmodel *m, const char *eng)
 		}
 		mk_simple(&reqs[8], T_FLUSH, 0, 1);
 		submit(m, &reqs[8]);
+		m->ops->poll(m);	/* requests are submitted to the kernel in poll */
 		usleep(200000);
 		m->ops->poll(m);
 		for (unsigned i = 0; i < 8; i++)
