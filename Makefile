@@ -135,10 +135,15 @@ check-guest: deps
 	$(Q)tests/guest/mkinitramfs.sh -o $(O)/guest/initramfs.cpio.gz $(O)/kmod/virtio_shm.ko
 	$(Q)O=$(O) VSHM=$(abspath $(VSHM)) TOOLS=$(abspath $(O)/tests) scripts/run-tests.sh $(GUEST_TESTS)
 
+# The figures always go to a JSON ($(O)/bench.json unless BENCH_JSON=path),
+# which scripts/plot-bench.sh draws as $(O)/bench.png, copied to docs/perf.png.
 BENCH_JSON ?=
+BENCH_OUT = $(or $(BENCH_JSON),$(O)/bench.json)
 bench: deps
 	$(Q)$(MAKE) --no-print-directory $(BENCH_BINS) $(VSHM) CFLAGS="-O2 -g -march=native"
-	$(Q)O=$(O) BENCH_JSON=$(BENCH_JSON) scripts/run-bench.sh $(BENCH_BINS) scripts/bench-guest.sh
+	$(Q)O=$(O) BENCH_JSON=$(BENCH_OUT) scripts/run-bench.sh $(BENCH_BINS) scripts/ringtest.sh scripts/bench-guest.sh
+	$(Q)O=$(O) scripts/plot-bench.sh $(BENCH_OUT) $(O)/bench.png
+	$(Q)if [ -f $(O)/bench.png ]; then cp $(O)/bench.png docs/perf.png; fi
 
 # ---- fuzzing (clang + libFuzzer + ASan/UBSan) ------------------------------
 FUZZ_O := $(O)/fuzz

@@ -8,6 +8,7 @@ set -eu
 PKGS="build-essential clang libclang-rt-14-dev llvm bc valgrind"
 PKGS="$PKGS liburing-dev util-linux procps iproute2 python3"
 PKGS="$PKGS qemu-system-x86 linux-image-amd64 linux-headers-amd64 busybox-static kmod cpio xz-utils"
+PKGS="$PKGS gnuplot-nox linux-source-6.1"
 
 missing=""
 for p in $PKGS; do
