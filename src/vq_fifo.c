@@ -688,7 +688,9 @@ int vq_fifo_dev_create(struct vshm_dev_vq **out, const struct vshm_window *w,
 		return -EINVAL;
 	dc = vshm_win_ptr(w, l->desc, VSHM_FIFO_CTRL_SIZE);
 	vc = vshm_win_ptr(w, l->avail, VSHM_FIFO_CTRL_SIZE);
-	if (!dc || !vc)
+	/* Control blocks apart before any load: one block for both would
+	 * have its size word loaded twice, as D2V's and as V2D's. */
+	if (!dc || !vc || blocks_overlap(l->desc, 0, l->avail, 0))
 		return -EINVAL;
 	/* The sizes are loaded once, here; later rewrites change nothing. */
 	dsize = vshm_load_once(&dc->size);
