@@ -677,6 +677,7 @@ struct vshm_dev_vq {
 				 * since that publish */
 	uint16_t *ndesc;	/* per buffer id: ring slots of the popped chain
 				 * not yet pushed; 0 = not in flight (private) */
+	uint64_t desc_off;	/* window offset of the descriptor ring */
 };
 
 static int dev_fail(struct vshm_dev_vq *vq, const char *why)
@@ -705,6 +706,7 @@ int vq_packed_dev_create(struct vshm_dev_vq **out, const struct vshm_window *w,
 		return -ENOMEM;
 	}
 	vq->w = w;
+	vq->desc_off = l->desc;
 	vq->num = l->num;
 	vq->mask = l->num - 1;
 	vq->shift = log2u(l->num);
@@ -815,6 +817,10 @@ static int dev_walk_table(struct vshm_dev_vq *vq, struct buf_walk *bw,
 	tab = vshm_win_ptr(vq->w, addr, len);
 	if (!tab)
 		return dev_fail(vq, "indirect table outside the driver area");
+	/* Its entries would be ring bytes, the head among them, that we
+	 * loaded already in this pop (a double fetch). */
+	if (!disjoint(addr, len, vq->desc_off, (uint64_t)vq->num * sizeof(struct pk_desc)))
+		return dev_fail(vq, "indirect table overlaps the ring");
 	count = len / 16;
 	if (count > vq->num)
 		return dev_fail(vq, "indirect table longer than the queue");

@@ -90,6 +90,12 @@ struct ring_ptrs {
 	vshm_le16 *avail_event;	/* trailing word of the used ring */
 };
 
+/* Do [a, a + alen) and [b, b + blen) share a byte?  (Both lie in the window.) */
+static int overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	return a < b + blen && b < a + alen;
+}
+
 static int map_ring(const struct vshm_window *w, const struct vshm_vq_layout *l,
 		    struct ring_ptrs *r)
 {
@@ -103,6 +109,15 @@ static int map_ring(const struct vshm_window *w, const struct vshm_vq_layout *l,
 	r->avail = vshm_win_ptr(w, l->avail, VSHM_VRING_AVAIL_BYTES(num));
 	r->used = vshm_win_ptr(w, l->used, VSHM_VRING_USED_BYTES(num));
 	if (!r->desc || !r->avail || !r->used)
+		return -EINVAL;
+	/*
+	 * The three areas must not share bytes: the used ring has another
+	 * writer, and the device would load a descriptor's bytes again as
+	 * an avail entry within one pop (a double fetch).
+	 */
+	if (overlap(l->desc, VSHM_VRING_DESC_BYTES(num), l->avail, VSHM_VRING_AVAIL_BYTES(num)) ||
+	    overlap(l->desc, VSHM_VRING_DESC_BYTES(num), l->used, VSHM_VRING_USED_BYTES(num)) ||
+	    overlap(l->avail, VSHM_VRING_AVAIL_BYTES(num), l->used, VSHM_VRING_USED_BYTES(num)))
 		return -EINVAL;
 	r->used_event = &r->avail->ring[num];
 	r->avail_event = (vshm_le16 *)(void *)&r->used->ring[num];
@@ -509,11 +524,26 @@ struct vshm_dev_vq {
 	uint16_t avail_seen;	/* avail->idx as last loaded (validated) */
 	uint16_t used_idx;	/* next used->idx value (private copy) */
 	uint16_t used_pub;	/* used->idx as last published */
+	uint64_t desc_off;	/* window offsets of the descriptor table */
+	uint64_t avail_off;	/* and of the avail ring */
+	uint32_t walk;		/* number of the current chain walk */
+	uint32_t *visited;	/* per descriptor (or table entry): the walk
+				 * that last loaded it (private) */
 };
 
 static int dev_fail(struct vshm_dev_vq *vq, const char *why)
 {
 	return vq_fail(&vq->c, why);
+}
+
+/* Start a walk (a chain, or the table it moves into): a new number. */
+static uint32_t dev_new_walk(struct vshm_dev_vq *vq)
+{
+	if (++vq->walk == 0) {
+		memset(vq->visited, 0, vq->num * sizeof(*vq->visited));
+		vq->walk = 1;
+	}
+	return vq->walk;
 }
 
 static const struct vq_dev_ops split_dev_ops;
@@ -531,7 +561,14 @@ int vq_split_dev_create(struct vshm_dev_vq **out, const struct vshm_window *w,
 		free(vq);
 		return -EINVAL;
 	}
+	vq->visited = calloc(l->num, sizeof(*vq->visited));
+	if (!vq->visited) {
+		free(vq);
+		return -ENOMEM;
+	}
 	vq->w = w;
+	vq->desc_off = l->desc;
+	vq->avail_off = l->avail;
 	vq->num = l->num;
 	vq->mask = l->num - 1;
 	vq->event_idx = has(features, VSHM_F_EVENT_IDX);
@@ -551,6 +588,9 @@ int vq_split_dev_create(struct vshm_dev_vq **out, const struct vshm_window *w,
 
 static void split_dev_destroy(struct vshm_dev_vq *vq)
 {
+	if (!vq)
+		return;
+	free(vq->visited);
 	free(vq);
 }
 
@@ -591,7 +631,7 @@ static int dev_pop_one(struct vshm_dev_vq *vq, struct vshm_chain *c,
 		       struct vshm_iov *iov, unsigned max_iov)
 {
 	const struct vshm_vring_desc *tab = vq->r.desc;
-	uint32_t count = vq->num, hops = 0, i;
+	uint32_t count = vq->num, hops = 0, i, walk;
 	uint64_t total = 0;
 	bool in_indirect = false, seen_write = false;
 	unsigned niov = 0;
@@ -609,6 +649,7 @@ static int dev_pop_one(struct vshm_dev_vq *vq, struct vshm_chain *c,
 	c->head = head;
 	c->iov = iov;
 	i = head;
+	walk = dev_new_walk(vq);
 	for (;;) {
 		struct desc_copy d;
 
@@ -616,6 +657,14 @@ static int dev_pop_one(struct vshm_dev_vq *vq, struct vshm_chain *c,
 		 * chain longer than the queue is a loop or a lie. */
 		if (++hops > vq->num)
 			return dev_fail(vq, "descriptor chain longer than the queue (loop?)");
+		/*
+		 * A descriptor reached a second time is a loop, which ends
+		 * only if the driver rewrites it while we walk: refuse it
+		 * before loading it again (load once, even across a loop).
+		 */
+		if (vq->visited[i] == walk)
+			return dev_fail(vq, "descriptor chain longer than the queue (loop: a descriptor reached twice)");
+		vq->visited[i] = walk;
 		load_desc(&tab[i], &d);
 
 		if (d.flags & VSHM_VRING_DESC_F_INDIRECT) {
@@ -636,10 +685,21 @@ static int dev_pop_one(struct vshm_dev_vq *vq, struct vshm_chain *c,
 			tab = vshm_win_ptr(vq->w, d.addr, d.len);
 			if (!tab)
 				return dev_fail(vq, "indirect table outside the driver area");
+			/* Its entries would be bytes we loaded already in
+			 * this pop, as a descriptor or an avail entry. */
+			if (overlap(d.addr, d.len, vq->desc_off, VSHM_VRING_DESC_BYTES(vq->num)) ||
+			    overlap(d.addr, d.len, vq->avail_off, VSHM_VRING_AVAIL_BYTES(vq->num)))
+				return dev_fail(vq, "indirect table overlaps the ring");
 			count = d.len / 16;
+			/* A driver sizes a table to its chain, which may not
+			 * be longer than the queue: refuse longer tables (the
+			 * packed ring's rule too), so entries fit the map. */
+			if (count > vq->num)
+				return dev_fail(vq, "indirect table longer than the queue");
 			in_indirect = true;
 			c->indirect = 1;
 			hops = 0;	/* the table may hold up to num entries */
+			walk = dev_new_walk(vq);
 			i = 0;
 			continue;
 		}
