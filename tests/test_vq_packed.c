@@ -460,7 +460,10 @@ static void run_threads(const char *name, uint64_t features, int sleepy, unsigne
 	if (sleepy) {
 		is(r.drv_lost + r.dev_lost, 0, "%s: no lost wake-up (slept %lu/%lu times)", name,
 		   r.drv_sleeps, r.dev_sleeps);
-		ok(r.drv_sleeps > 0 && r.dev_sleeps > 0, "%s: both sides did sleep", name);
+		/* Whether each side sleeps depends on scheduling (a fast side
+		 * may never need to); the run must at least take the path. */
+		ok(r.drv_sleeps + r.dev_sleeps > 0, "%s: the sleeping path was taken (driver %lu, device %lu)",
+		   name, r.drv_sleeps, r.dev_sleeps);
 	}
 	diag("%s: %lu chains in %.2f s; kicks %llu (%llu suppressed), interrupts %llu (%llu suppressed)",
 	     name, chains, (double)(now_ns() - t0) / 1e9,
