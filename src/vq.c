@@ -98,6 +98,7 @@ void *vshm_drv_vq_detach_unused(struct vshm_drv_vq *vq)
 	return vq_drv_common(vq)->ops.drv->detach_unused(vq);
 }
 
+/* The layout resets its ring; the common state is cleared here, once. */
 int vshm_drv_vq_reset(struct vshm_drv_vq *vq)
 {
 	struct vq_common *c = vq_drv_common(vq);

@@ -616,10 +616,7 @@ static int fifo_drv_reset(struct vshm_drv_vq *vq)
 {
 	if (vq->ord_head != vq->ord_tail)
 		return -EBUSY;
-	memset(&vq->c.stats, 0, sizeof(vq->c.stats));
 	drv_init_ring(vq);
-	vq->c.broken = false;
-	vq->c.error = NULL;
 	return 0;
 }
 

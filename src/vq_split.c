@@ -498,10 +498,7 @@ static int split_drv_reset(struct vshm_drv_vq *vq)
 	for (i = 0; i < vq->num; i++)
 		if (vq->st[i].head)
 			return -EBUSY;
-	memset(&vq->c.stats, 0, sizeof(vq->c.stats));
 	drv_init_ring(vq);
-	vq->c.broken = false;
-	vq->c.error = NULL;
 	return 0;
 }
 
