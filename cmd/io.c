@@ -83,13 +83,23 @@ static void show_progress(const struct io_ctx *c, const char *what, uint64_t don
 		fputc('\n', stderr);
 }
 
+/* Why vshm_drv_find() found no @kind device, in one line. */
+static void no_device(int err, const char *kind, const char *spec)
+{
+	if (err == -ENODEV)
+		fprintf(stderr, "vshm io: no %s device on this bus (serve one: vshm serve ... %s)\n", kind, spec);
+	else
+		fprintf(stderr, "vshm io: cannot look for a %s device: the device side failed to answer (%s)\n",
+			kind, strerror(-err));
+}
+
 static int open_blk(struct io_ctx *c, struct vshm_blkdrv **b, uint32_t depth)
 {
 	int dev = c->dev >= 0 ? c->dev : vshm_drv_find(c->d, VSHM_VIRTIO_ID_BLOCK);
 	int rc;
 
 	if (dev < 0) {
-		fprintf(stderr, "vshm io: no blk device on this bus (serve one: vshm serve ... blk:IMAGE)\n");
+		no_device(dev, "blk", "blk:IMAGE");
 		return 1;
 	}
 	rc = vshm_blkdrv_open(c->d, (uint16_t)dev, depth, b);
@@ -466,7 +476,7 @@ static int cmd_rng(struct io_ctx *c, uint64_t len, const char *out)
 	int rc;
 
 	if (dev < 0) {
-		fprintf(stderr, "vshm io: no rng device on this bus (serve one: vshm serve ... rng)\n");
+		no_device(dev, "rng", "rng");
 		return 1;
 	}
 	if ((rc = vshm_rngdrv_open(c->d, (uint16_t)dev, &r))) {
@@ -504,7 +514,7 @@ static int cmd_console(struct io_ctx *c, const char *text)
 	int rc;
 
 	if (dev < 0) {
-		fprintf(stderr, "vshm io: no console device on this bus (serve one: vshm serve ... console)\n");
+		no_device(dev, "console", "console");
 		return 1;
 	}
 	if ((rc = vshm_condrv_open(c->d, (uint16_t)dev, &con))) {

@@ -56,6 +56,18 @@ struct serve {
 	int epfd, sigfd;
 	int64_t poll_ns;
 	int64_t driver;		/* peer we ring, -1 */
+	struct vshm_dev_rt_faults faults;	/* --hostile: testing only */
+};
+
+static const struct {
+	const char *name;
+	uint32_t bit;
+} hostile_classes[] = {
+	{ "used-id", VSHM_RT_FAULT_USED_ID },
+	{ "used-len", VSHM_RT_FAULT_USED_LEN },
+	{ "config", VSHM_RT_FAULT_CONFIG },
+	{ "mute", VSHM_RT_FAULT_MUTE },
+	{ "storm", VSHM_RT_FAULT_STORM },
 };
 
 static void usage(FILE *f)
@@ -76,6 +88,16 @@ static void usage(FILE *f)
 		"  -v, --verbose   log sessions and errors to stderr\n"
 		"  -h, --help      this text\n"
 		"      --version   print the version\n"
+		"\n"
+		"testing a driver against a hostile device (never in service):\n"
+		"  --hostile CLASS       misbehave on purpose; repeatable.  CLASS is one of\n"
+		"                        used-id   every Nth completion names a buffer the driver\n"
+		"                                  does not hold (an id past the ring, or a repeat)\n"
+		"                        used-len  every completion claims 4 GiB - 1 bytes written\n"
+		"                        config    config reads return random bytes and generations\n"
+		"                        mute      stop answering control messages after N\n"
+		"                        storm     ring the driver's doorbells without end\n"
+		"  --hostile-after N     the N of used-id and mute (default 32)\n"
 		"\n"
 		"example: vshm serve --hub /run/vshm/vm1.sock blk:disk.img console rng\n");
 }
@@ -392,6 +414,8 @@ int vshm_cmd_serve(int argc, char **argv)
 		{ "hub", required_argument, NULL, 'H' },
 		{ "poll-us", required_argument, NULL, 'p' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "hostile", required_argument, NULL, 'X' },
+		{ "hostile-after", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -404,6 +428,7 @@ int vshm_cmd_serve(int argc, char **argv)
 
 	s.poll_ns = 50000;
 	s.driver = -1;
+	s.faults.after = 32;
 	s.epfd = s.sigfd = -1;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
@@ -425,6 +450,31 @@ int vshm_cmd_serve(int argc, char **argv)
 		case 'v':
 			s.verbose = 1;
 			break;
+		case 'X': {
+			size_t k;
+
+			for (k = 0; k < sizeof(hostile_classes) / sizeof(hostile_classes[0]); k++)
+				if (!strcmp(optarg, hostile_classes[k].name))
+					break;
+			if (k == sizeof(hostile_classes) / sizeof(hostile_classes[0])) {
+				fprintf(stderr, "vshm serve: unknown --hostile class '%s' (expected used-id, used-len, config, mute or storm)\n",
+					optarg);
+				return 2;
+			}
+			s.faults.classes |= hostile_classes[k].bit;
+			break;
+		}
+		case 'A': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+
+			if (*end || end == optarg || v < 1 || v > 1000000) {
+				fprintf(stderr, "vshm serve: bad --hostile-after '%s': expected 1..1000000\n", optarg);
+				return 2;
+			}
+			s.faults.after = (uint32_t)v;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -492,6 +542,14 @@ int vshm_cmd_serve(int argc, char **argv)
 		}
 	}
 	vshm_dev_rt_set_doorbell(s.rt, &s.peer.db.db);
+	if (s.faults.classes) {
+		vshm_dev_rt_set_faults(s.rt, &s.faults);
+		fprintf(stderr, "vshm serve: HOSTILE:");
+		for (size_t k = 0; k < sizeof(hostile_classes) / sizeof(hostile_classes[0]); k++)
+			if (s.faults.classes & hostile_classes[k].bit)
+				fprintf(stderr, " %s", hostile_classes[k].name);
+		fprintf(stderr, " (after %u): this process misbehaves on purpose\n", s.faults.after);
+	}
 
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);

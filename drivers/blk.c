@@ -100,7 +100,7 @@ static uint64_t le64_at(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return
 int vshm_drv_find(struct vshm_drv *d, uint32_t device_id)
 {
 	uint16_t nums[64];
-	int n = vshm_drv_get_devices(d, nums, 64);
+	int n = vshm_drv_get_devices(d, nums, 64), err = -ENODEV, rc;
 
 	if (n < 0)
 		return n;
@@ -108,10 +108,13 @@ int vshm_drv_find(struct vshm_drv *d, uint32_t device_id)
 		struct vshm_msg req, resp;
 
 		vshm_msg_init_req(&req, VSHM_MSG_GET_DEVICE_INFO, nums[i]);
-		if (vshm_drv_call(d, &req, &resp) == 0 && resp.u.dev_info.device_id == device_id)
+		rc = vshm_drv_call(d, &req, &resp);
+		if (rc == 0 && resp.u.dev_info.device_id == device_id)
 			return nums[i];
+		if (rc < 0)
+			err = rc;	/* a device that did not answer may be the one */
 	}
-	return -ENODEV;
+	return err;
 }
 
 int vshm_blkdrv_open(struct vshm_drv *d, uint16_t dev_num, uint32_t depth,

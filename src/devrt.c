@@ -49,6 +49,7 @@ struct rt_queue {
 	uint32_t free_head;		/* pool free list, UINT32_MAX = empty */
 	uint32_t nfree;
 	int dirty;			/* completions pushed, not published */
+	uint32_t done;			/* completions since enabled (faults) */
 	uint16_t dev_num;
 	uint16_t index;
 };
@@ -86,7 +87,20 @@ struct vshm_dev_rt {
 	uint8_t pending[VSHM_MSG_MAX_SIZE];	/* a response the mailbox could not take */
 	int pending_len;
 	struct vshm_dev_rt_stats st;
+	struct vshm_dev_rt_faults faults;	/* testing only */
+	uint32_t faults_done;		/* USED_ID faults so far */
+	uint64_t rnd;			/* CONFIG's garbage */
+	uint64_t fault_at;		/* CONFIG's last event */
 };
+
+static uint64_t fault_rand(struct vshm_dev_rt *rt)
+{
+	/* xorshift64*: garbage, not secrets. */
+	rt->rnd ^= rt->rnd >> 12;
+	rt->rnd ^= rt->rnd << 25;
+	rt->rnd ^= rt->rnd >> 27;
+	return rt->rnd * 2685821657736338717ull;
+}
 
 static uint64_t coarse_ns(void)
 {
@@ -111,6 +125,7 @@ static void queue_teardown(struct rt_queue *q)
 	q->free_head = UINT32_MAX;
 	q->enabled = 0;
 	q->dirty = 0;
+	q->done = 0;
 	q->gen++;
 }
 
@@ -187,6 +202,30 @@ static void set_needs_reset(struct vshm_dev_rt *rt, struct rt_dev *d)
 /* ======================================================================== */
 /* Model host callbacks                                                     */
 
+/*
+ * The hostile completions (vshm_dev_rt_set_faults).  1: done here (the
+ * completion was replaced), 0: push it as usual.
+ */
+static int fault_complete(struct vshm_dev_rt *rt, struct rt_queue *q, uint16_t head,
+			  uint32_t written)
+{
+	uint32_t every = rt->faults.after ? rt->faults.after : 1;
+
+	q->done++;
+	if ((rt->faults.classes & VSHM_RT_FAULT_USED_ID) && q->done % every == 0) {
+		if (rt->faults_done++ % 2 == 0)
+			vshm_dev_vq_inject_used(q->vq, q->size + 0x1000u, 0);
+		else if (vshm_dev_vq_push(q->vq, head, written) == 0)
+			vshm_dev_vq_inject_used(q->vq, head, written);
+		return 1;
+	}
+	if (rt->faults.classes & VSHM_RT_FAULT_USED_LEN) {
+		vshm_dev_vq_push(q->vq, head, UINT32_MAX);
+		return 1;
+	}
+	return 0;
+}
+
 static void host_complete(void *ctx, struct vshm_req *r, uint32_t written)
 {
 	struct rt_dev *d = ctx;
@@ -195,7 +234,9 @@ static void host_complete(void *ctx, struct vshm_req *r, uint32_t written)
 
 	if (rr->gen != q->gen || !q->reqs)
 		return;		/* the queue was torn down since: drop */
-	if (q->vq && vshm_dev_vq_push(q->vq, r->chain.head, written) == 0) {
+	if (q->vq && d->rt->faults.classes && fault_complete(d->rt, q, r->chain.head, written)) {
+		q->dirty = 1;
+	} else if (q->vq && vshm_dev_vq_push(q->vq, r->chain.head, written) == 0) {
 		q->dirty = 1;
 		d->rt->st.completions++;
 	}
@@ -233,8 +274,11 @@ static void host_needs_reset(void *ctx, const char *why)
 static void mbox_send_msg(struct vshm_dev_rt *rt, const struct vshm_msg *m)
 {
 	uint8_t buf[VSHM_MSG_MAX_SIZE];
-	int n = vshm_msg_encode(m, buf, sizeof(buf), VSHM_MSG_MAX_SIZE);
+	int n;
 
+	if ((rt->faults.classes & VSHM_RT_FAULT_MUTE) && rt->st.messages > rt->faults.after)
+		return;
+	n = vshm_msg_encode(m, buf, sizeof(buf), VSHM_MSG_MAX_SIZE);
 	if (n < 0)
 		return;
 	if (rt->pending_len) {
@@ -429,6 +473,11 @@ static void on_transport(struct vshm_dev_rt *rt, struct vshm_msg *m)
 		m->u.cfg.length = len;
 		if (len)
 			d->m->ops->config_read(d->m, off, m->u.cfg.data, len);
+		if (rt->faults.classes & VSHM_RT_FAULT_CONFIG) {
+			m->u.cfg.generation = (uint32_t)fault_rand(rt);
+			for (uint32_t i = 0; i < len; i++)
+				m->u.cfg.data[i] = (uint8_t)fault_rand(rt);
+		}
 		break;
 	case VSHM_MSG_SET_CONFIG: {
 		int applied = 0;
@@ -770,6 +819,27 @@ int vshm_dev_rt_add(struct vshm_dev_rt *rt, struct vshm_devmodel *m)
 	return (int)rt->ndev++;
 }
 
+void vshm_dev_rt_set_faults(struct vshm_dev_rt *rt, const struct vshm_dev_rt_faults *f)
+{
+	rt->faults = *f;
+	rt->rnd = 0x9e3779b97f4a7c15ull ^ rt->epoch;
+}
+
+/* STORM and CONFIG's side: every step, while a session is active. */
+static int fault_step(struct vshm_dev_rt *rt, uint64_t now)
+{
+	if (rt->faults.classes & VSHM_RT_FAULT_STORM) {
+		for (uint32_t v = 0; rt->db && v < rt->w->vectors; v++)
+			vshm_doorbell_ring(rt->db, v);
+	}
+	if ((rt->faults.classes & VSHM_RT_FAULT_CONFIG) && now - rt->fault_at >= 10000000ull) {
+		rt->fault_at = now;
+		for (unsigned i = 0; i < rt->ndev; i++)
+			host_config_changed(&rt->devs[i]);
+	}
+	return (rt->faults.classes & VSHM_RT_FAULT_STORM) ? 1 : 0;	/* a storm never idles */
+}
+
 void vshm_dev_rt_set_doorbell(struct vshm_dev_rt *rt, const struct vshm_doorbell *db)
 {
 	rt->db = db;
@@ -799,6 +869,8 @@ int vshm_dev_rt_step(struct vshm_dev_rt *rt)
 	}
 	work += serve_mailbox(rt);
 	work += serve_queues(rt);
+	if (rt->faults.classes)
+		work += fault_step(rt, now);
 	return work;
 }
 

@@ -178,6 +178,17 @@ int vshm_dev_vq_push(struct vshm_dev_vq *vq, uint16_t head, uint32_t written)
 	return vq_dev_common(vq)->ops.dev->push(vq, head, written);
 }
 
+int vshm_dev_vq_inject_used(struct vshm_dev_vq *vq, uint32_t id, uint32_t len)
+{
+	struct vq_common *c = vq_dev_common(vq);
+
+	if (c->broken)
+		return -EIO;
+	if (!c->ops.dev->inject_used)
+		return -EOPNOTSUPP;
+	return c->ops.dev->inject_used(vq, id, len);
+}
+
 int vshm_dev_vq_publish(struct vshm_dev_vq *vq)
 {
 	if (vq_dev_common(vq)->broken)

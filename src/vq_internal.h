@@ -47,6 +47,7 @@ struct vq_drv_ops {
 struct vq_dev_ops {
 	int (*pop)(struct vshm_dev_vq *vq, struct vshm_chain *c, struct vshm_iov *iov, unsigned max_iov);
 	int (*push)(struct vshm_dev_vq *vq, uint16_t head, uint32_t written);
+	int (*inject_used)(struct vshm_dev_vq *vq, uint32_t id, uint32_t len);	/* NULL: none */
 	int (*publish)(struct vshm_dev_vq *vq);
 	int (*enable_notify)(struct vshm_dev_vq *vq);
 	void (*disable_notify)(struct vshm_dev_vq *vq);

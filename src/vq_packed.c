@@ -942,6 +942,29 @@ static int packed_push(struct vshm_dev_vq *vq, uint16_t id, uint32_t written)
 	return 0;
 }
 
+/*
+ * Testing only: a used descriptor with an arbitrary id over the next slot
+ * we have read (never one the driver may still be writing: -EAGAIN when
+ * there is none).  It covers one slot.
+ */
+static int packed_inject_used(struct vshm_dev_vq *vq, uint32_t id, uint32_t len)
+{
+	struct pk_desc *d;
+
+	if (vq->c.broken)
+		return -EIO;
+	if (vq->used_idx == vq->avail_idx)
+		return -EAGAIN;
+	d = &vq->r.desc[vq->used_idx & vq->mask];
+	vshm_store_once(&d->id, (uint16_t)id);
+	vshm_store_once(&d->len, len);
+	vshm_store_release(&d->flags, used_bits(vq->used_idx, vq->shift));
+	vq->used_idx = (uint16_t)(vq->used_idx + 1);
+	vq->pushed++;
+	vq->c.stats.completions++;
+	return 0;
+}
+
 static int packed_dev_publish(struct vshm_dev_vq *vq)
 {
 	uint16_t old = vq->used_pub, new_idx = vq->used_idx;
@@ -1012,6 +1035,7 @@ static const struct vq_drv_ops packed_drv_ops = {
 static const struct vq_dev_ops packed_dev_ops = {
 	.pop = packed_pop,
 	.push = packed_push,
+	.inject_used = packed_inject_used,
 	.publish = packed_dev_publish,
 	.enable_notify = packed_enable_notify,
 	.disable_notify = packed_disable_notify,

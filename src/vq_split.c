@@ -750,20 +750,25 @@ static int split_pop(struct vshm_dev_vq *vq, struct vshm_chain *c,
 	return dev_pop_one(vq, c, iov, max_iov);
 }
 
-static int split_push(struct vshm_dev_vq *vq, uint16_t head, uint32_t written)
+static int split_inject_used(struct vshm_dev_vq *vq, uint32_t id, uint32_t len)
 {
 	struct vshm_vring_used_elem *e;
 
 	if (vq->c.broken)
 		return -EIO;
-	if (head >= vq->num)
-		return -EINVAL;
 	e = &vq->r.used->ring[vq->used_idx & vq->mask];
-	vshm_store_once(&e->id, head);
-	vshm_store_once(&e->len, written);
+	vshm_store_once(&e->id, id);
+	vshm_store_once(&e->len, len);
 	vq->used_idx++;
 	vq->c.stats.completions++;
 	return 0;
+}
+
+static int split_push(struct vshm_dev_vq *vq, uint16_t head, uint32_t written)
+{
+	if (head >= vq->num)
+		return vq->c.broken ? -EIO : -EINVAL;
+	return split_inject_used(vq, head, written);
 }
 
 static int split_dev_publish(struct vshm_dev_vq *vq)
@@ -833,6 +838,7 @@ static const struct vq_drv_ops split_drv_ops = {
 static const struct vq_dev_ops split_dev_ops = {
 	.pop = split_pop,
 	.push = split_push,
+	.inject_used = split_inject_used,
 	.publish = split_dev_publish,
 	.enable_notify = split_enable_notify,
 	.disable_notify = split_disable_notify,

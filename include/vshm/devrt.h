@@ -84,6 +84,35 @@ void vshm_dev_rt_disarm(struct vshm_dev_rt *rt);
  */
 void vshm_dev_rt_driver_gone(struct vshm_dev_rt *rt);
 
+/*
+ * Misbehaviour on purpose, to test a driver against a hostile device
+ * (`vshm serve --hostile`, tests/test_guest_hostile.sh).  Never set in
+ * service.  Classes (bits of @classes):
+ *   USED_ID   each queue's @after-th completion, and every @after-th one
+ *             after it, names a buffer the driver does not hold: alternately
+ *             an id past the queue's size, and a second completion of a
+ *             chain just completed.  The real completion is dropped.
+ *   USED_LEN  every completion claims 4 GiB - 1 bytes written.
+ *   CONFIG    config reads return random bytes under a random generation,
+ *             config-change events come every step.
+ *   MUTE      after @after control messages answered, answer none: the
+ *             heartbeat goes on, the mailbox is read and ignored.
+ *   STORM     ring every doorbell of the driver on every step, and never
+ *             go idle.
+ */
+#define VSHM_RT_FAULT_USED_ID	(1u << 0)
+#define VSHM_RT_FAULT_USED_LEN	(1u << 1)
+#define VSHM_RT_FAULT_CONFIG	(1u << 2)
+#define VSHM_RT_FAULT_MUTE	(1u << 3)
+#define VSHM_RT_FAULT_STORM	(1u << 4)
+
+struct vshm_dev_rt_faults {
+	uint32_t classes;	/* VSHM_RT_FAULT_* */
+	uint32_t after;		/* completions / messages served correctly first */
+};
+
+void vshm_dev_rt_set_faults(struct vshm_dev_rt *rt, const struct vshm_dev_rt_faults *f);
+
 int vshm_dev_rt_state(const struct vshm_dev_rt *rt);
 /* The ivshmem peer id of the driver being served, or -1. */
 int64_t vshm_dev_rt_driver_peer(const struct vshm_dev_rt *rt);

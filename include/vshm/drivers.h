@@ -143,7 +143,11 @@ int vshm_condrv_write(struct vshm_condrv *c, const void *buf, size_t len);
 long vshm_condrv_read(struct vshm_condrv *c, void *buf, size_t len, int64_t timeout_ns);
 void vshm_condrv_close(struct vshm_condrv *c);
 
-/* Find the first device of @device_id on the bus; its number or -ENODEV. */
+/*
+ * Find the first device of @device_id on the bus: its number, -ENODEV if
+ * there is none, or the error of a control exchange that failed (e.g.
+ * -ETIMEDOUT: the device did not answer).
+ */
 int vshm_drv_find(struct vshm_drv *d, uint32_t device_id);
 
 #endif

@@ -215,6 +215,14 @@ int vshm_dev_vq_pop_batch(struct vshm_dev_vq *vq, struct vshm_chain *c,
 /* Record the completion of chain @head with @written bytes; not yet visible. */
 int vshm_dev_vq_push(struct vshm_dev_vq *vq, uint16_t head, uint32_t written);
 /*
+ * For testing drivers against a hostile device only (vshm serve --hostile):
+ * record a used element carrying @id and @len exactly as given, with no
+ * check that @id names a chain this side popped.  Split rings take any
+ * 32-bit id, packed rings any 16-bit one; the FIFO ring has no ids
+ * (-EOPNOTSUPP).  Made visible by the next publish, like a push.
+ */
+int vshm_dev_vq_inject_used(struct vshm_dev_vq *vq, uint32_t id, uint32_t len);
+/*
  * Make pushed completions visible.  Returns 1 if the driver wants a
  * notification, 0 if not, -EIO.
  */
