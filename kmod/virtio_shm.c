@@ -66,6 +66,12 @@ struct vshm_vec {
 	int irq;			/* Linux irq, 0 while not requested */
 	atomic_long_t count;		/* interrupts handled */
 	char name[24];			/* "virtio_shm-vecN", in /proc/interrupts */
+	/* Doorbell storms (vshm_pci_vec_irq) */
+	unsigned long win_start;	/* jiffies: the current one-second window */
+	unsigned int idle, busy;	/* interrupts without / with work in it */
+	atomic_t masked;		/* disabled until @unmask runs */
+	struct delayed_work unmask;
+	atomic_long_t storms;
 };
 
 /* One bound ivshmem-doorbell device: everything later layers build on. */
@@ -97,13 +103,51 @@ static void vshm_pci_ring(struct vshm_pci *vp, u16 peer, u16 vector)
 /* ------------------------------------------------------------------------ */
 /* Interrupts                                                               */
 
+/*
+ * A device can ring our doorbells without end (a doorbell storm): in a
+ * one-second window, STORM_IDLE interrupts that found no work, ten times
+ * more than those that did, mask the vector for STORM_MASK_MS.  Nothing
+ * is lost meanwhile: the transport's watchdog rescans every queue, and an
+ * interrupt that arrives while masked is delivered when unmasked.
+ */
+#define STORM_IDLE	2000
+#define STORM_MASK_MS	100
+
 static irqreturn_t vshm_pci_vec_irq(int irq, void *data)
 {
 	struct vshm_vec *v = data;
+	bool work;
 
 	atomic_long_inc(&v->count);
-	vshm_tp_irq(READ_ONCE(v->vp->tp), v->index);
+	work = vshm_tp_irq(READ_ONCE(v->vp->tp), v->index);
+	if (time_after(jiffies, v->win_start + HZ)) {
+		v->win_start = jiffies;
+		v->idle = 0;
+		v->busy = 0;
+	}
+	if (work) {
+		v->busy++;
+	} else if (++v->idle >= STORM_IDLE && v->idle / 10 > v->busy &&
+		   !atomic_xchg(&v->masked, 1)) {
+		disable_irq_nosync(irq);
+		atomic_long_inc(&v->storms);
+		dev_warn_ratelimited(&v->vp->pdev->dev,
+				     "vector %u: %u interrupts without work within a second: a doorbell storm from the device; masked for %u ms, its queues polled meanwhile\n",
+				     v->index, v->idle, STORM_MASK_MS);
+		schedule_delayed_work(&v->unmask, msecs_to_jiffies(STORM_MASK_MS));
+	}
 	return IRQ_HANDLED;
+}
+
+static void vshm_pci_unmask(struct work_struct *work)
+{
+	struct vshm_vec *v = container_of(to_delayed_work(work), struct vshm_vec, unmask);
+
+	v->idle = 0;
+	v->busy = 0;
+	v->win_start = jiffies;
+	if (atomic_xchg(&v->masked, 0))
+		enable_irq(v->irq);
 }
 
 static void vshm_pci_free_irqs(struct vshm_pci *vp)
@@ -111,8 +155,16 @@ static void vshm_pci_free_irqs(struct vshm_pci *vp)
 	unsigned int i;
 
 	for (i = 0; i < vp->nvec; i++) {
-		if (vp->vecs[i].irq > 0)
-			free_irq(vp->vecs[i].irq, &vp->vecs[i]);
+		struct vshm_vec *v = &vp->vecs[i];
+
+		if (v->irq <= 0)
+			continue;
+		disable_irq(v->irq);	/* no new storm verdicts */
+		cancel_delayed_work_sync(&v->unmask);
+		if (atomic_xchg(&v->masked, 0))
+			enable_irq(v->irq);
+		enable_irq(v->irq);
+		free_irq(v->irq, v);
 	}
 	kfree(vp->vecs);
 	vp->vecs = NULL;
@@ -161,6 +213,10 @@ static int vshm_pci_setup_irqs(struct vshm_pci *vp)
 		v->vp = vp;
 		v->index = i;
 		atomic_long_set(&v->count, 0);
+		atomic_long_set(&v->storms, 0);
+		atomic_set(&v->masked, 0);
+		v->win_start = jiffies;
+		INIT_DELAYED_WORK(&v->unmask, vshm_pci_unmask);
 		snprintf(v->name, sizeof(v->name), KBUILD_MODNAME "-vec%u", i);
 		if (irq < 0) {
 			err = irq;
@@ -257,20 +313,32 @@ static ssize_t abi_show(struct device *dev, struct device_attribute *attr,
 }
 static DEVICE_ATTR_RO(abi);
 
-static ssize_t interrupts_show(struct device *dev, struct device_attribute *attr,
-			       char *buf)
+/* One number per vector: @count(vector), space-separated. */
+static ssize_t emit_per_vector(struct vshm_pci *vp, char *buf, bool storms)
 {
-	struct vshm_pci *vp = dev_to_vp(dev);
 	unsigned int i;
 	int len = 0;
 
 	for (i = 0; i < vp->nvec; i++)
 		len += sysfs_emit_at(buf, len, "%s%lu", i ? " " : "",
-				     atomic_long_read(&vp->vecs[i].count));
+				     atomic_long_read(storms ? &vp->vecs[i].storms : &vp->vecs[i].count));
 	len += sysfs_emit_at(buf, len, "\n");
 	return len;
 }
+
+static ssize_t interrupts_show(struct device *dev, struct device_attribute *attr,
+			       char *buf)
+{
+	return emit_per_vector(dev_to_vp(dev), buf, false);
+}
 static DEVICE_ATTR_RO(interrupts);
+
+/* Per vector: how many times a doorbell storm had it masked. */
+static ssize_t storms_show(struct device *dev, struct device_attribute *attr, char *buf)
+{
+	return emit_per_vector(dev_to_vp(dev), buf, true);
+}
+static DEVICE_ATTR_RO(storms);
 
 /* "PEER VECTOR", two decimal numbers below 65536; anything else is -EINVAL. */
 static int vshm_parse_doorbell(const char *buf, u16 *peer, u16 *vector)
@@ -306,6 +374,7 @@ static struct attribute *vshm_pci_attrs[] = {
 	&dev_attr_window_size.attr,
 	&dev_attr_abi.attr,
 	&dev_attr_interrupts.attr,
+	&dev_attr_storms.attr,
 	&dev_attr_doorbell.attr,
 	NULL,
 };

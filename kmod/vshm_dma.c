@@ -272,11 +272,15 @@ static void unmap_phys(struct vshm_dma *d, dma_addr_t dma, size_t size,
 		memcpy(phys_to_virt(r.orig), bounce, r.size);
 		atomic64_add(r.size, &d->bytes_from_dev);
 	}
+	/*
+	 * The hook runs before the bounce space can be handed out again: what
+	 * it reads there (an indirect table being unmapped) is still ours.
+	 */
+	if (d->unmap_hook)
+		d->unmap_hook(d->hook_ctx);
 	gen_pool_free(d->pool, (unsigned long)bounce, ALIGN(r.size, GRAN));
 	account(d, -(s64)ALIGN(r.size, GRAN));
 	atomic64_inc(&d->unmaps);
-	if (d->unmap_hook)
-		d->unmap_hook(d->hook_ctx);
 }
 
 static void sync_phys(struct vshm_dma *d, dma_addr_t dma, size_t size, bool to_device)

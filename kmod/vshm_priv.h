@@ -45,8 +45,9 @@ struct vshm_dma_stats {
 /*
  * Create and register the DMA device "@name" under @parent for the pool
  * [@off, @off + @size) of the window mapped at @win.  @max_seg bounds one
- * mapping (max_mapping_size).  @unmap_hook(@hook_ctx) runs after every
- * bounce unmap (any context, may not sleep).  Returns an ERR_PTR on failure.
+ * mapping (max_mapping_size).  @unmap_hook(@hook_ctx) runs on every
+ * bounce unmap, after the copy back and before the bounce space is freed
+ * (any context, may not sleep).  Returns an ERR_PTR on failure.
  */
 struct vshm_dma *vshm_dma_create(struct device *parent, const char *name,
 				 void *win, u64 off, u64 size, size_t max_seg,

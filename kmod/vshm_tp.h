@@ -36,7 +36,10 @@ struct vshm_tp *vshm_tp_create(const struct vshm_tp_params *p);
 void vshm_tp_stop(struct vshm_tp *tp);
 /* Free; after vshm_tp_stop() and after the interrupts were freed. */
 void vshm_tp_free(struct vshm_tp *tp);
-/* From the handler of MSI-X vector @vector; @tp may be NULL. */
-void vshm_tp_irq(struct vshm_tp *tp, unsigned int vector);
+/*
+ * From the handler of MSI-X vector @vector; @tp may be NULL.  True if the
+ * interrupt found work (a message or a completion).
+ */
+bool vshm_tp_irq(struct vshm_tp *tp, unsigned int vector);
 
 #endif /* VSHM_TP_H */

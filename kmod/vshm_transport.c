@@ -102,6 +102,7 @@ MODULE_PARM_DESC(packed, "let drivers negotiate packed virtqueues (default: spli
 #define DRAIN_BUDGET		(4 * VSHM_MBOX_SLOTS)	/* messages per drain */
 #define GEN_UPDATES_PER_SEC	16	/* config generation changes we follow */
 #define MAX_RESETS		5	/* re-probes of one device per session */
+#define MAX_SILENT_CALLS	3	/* unanswered exchanges in a row: session over */
 
 /* ------------------------------------------------------------------------ */
 /* State                                                                    */
@@ -112,7 +113,7 @@ enum {
 	C_SESSIONS, C_SESSIONS_LOST, C_MSGS_TX, C_MSGS_RX, C_CALLS, C_CALL_TIMEOUTS,
 	C_CALL_ERRORS, C_DROPPED, C_EVENTS, C_MBOX_VIOLATIONS, C_NOTIFIES, C_IRQ_MBOX,
 	C_IRQ_VQ, C_RESCANS, C_FAILED_CHAINS, C_NEEDS_RESET, C_DEVICES, C_PROBE_ERRORS,
-	C_NR
+	C_BAD_USED, C_NR
 };
 
 static const char *const counter_names[C_NR] = {
@@ -134,6 +135,7 @@ static const char *const counter_names[C_NR] = {
 	[C_NEEDS_RESET] = "needs_reset",
 	[C_DEVICES] = "devices_registered",
 	[C_PROBE_ERRORS] = "probe_errors",
+	[C_BAD_USED] = "bad_completions",
 };
 
 struct vshm_tp;
@@ -162,6 +164,7 @@ struct vshm_vq {
 	u16 trk_used;			/* used index accounted */
 	u8 *trk_count;			/* [vr.num] chains outstanding per head */
 	bool trk_ok;			/* false: packed, or lost track */
+	bool trk_bad;			/* stopped at a completion of nothing */
 };
 
 /* One virtio device. */
@@ -175,7 +178,9 @@ struct vshm_vdev {
 	u32 generation;			/* config generation last seen */
 	unsigned long gen_window;	/* jiffies: start of the rate window */
 	unsigned int gen_updates;	/* generation changes in that window */
+	bool cfg_deferred;		/* a config change not yet told (rate) */
 	bool needs_reset;		/* the device asked for a reset */
+	atomic_t misbehaved;		/* we found it breaking the ring rules */
 	atomic_t failing;		/* reset for recovery: fail in-flight chains */
 	struct vshm_dma *dma;		/* its DMA device, our vdev's parent */
 	u64 pool_off, pool_size;	/* its range of the driver area */
@@ -237,6 +242,7 @@ struct vshm_tp {
 	u32 rx_cons;			/* our V2D cons, never re-read */
 	u32 rx_prod;			/* last V2D prod that passed the checks */
 	u16 token;
+	unsigned int silent_calls;	/* exchanges unanswered in a row */
 	wait_queue_head_t mbox_wq;	/* woken by vector 0 */
 	u8 tx_buf[VSHM_MSG_MAX_SIZE];
 	u8 rx_buf[VSHM_MSG_MAX_SIZE];
@@ -578,6 +584,7 @@ static int vshm_call_timeout(struct vshm_tp *tp, struct vshm_msg *req, struct vs
 			     unsigned int timeout_ms)
 {
 	unsigned long deadline = jiffies + msecs_to_jiffies(timeout_ms);
+	unsigned int silent;
 	int n, rc;
 
 	might_sleep();
@@ -632,14 +639,22 @@ static int vshm_call_timeout(struct vshm_tp *tp, struct vshm_msg *req, struct vs
 		check_liveness(tp, false);
 	}
 out:
-	if (rc == -ETIMEDOUT)
+	silent = 0;
+	if (rc == -ETIMEDOUT) {
 		tp_count(tp, C_CALL_TIMEOUTS);
-	else if (rc)
-		tp_count(tp, C_CALL_ERRORS);
+		silent = ++tp->silent_calls;
+	} else {
+		if (rc)
+			tp_count(tp, C_CALL_ERRORS);
+		tp->silent_calls = 0;
+	}
 	mutex_unlock(&tp->mbox_lock);
 	if (rc == -ETIMEDOUT)
 		dev_warn_ratelimited(tp_dev(tp), "%s for device %u: no answer within %u ms\n",
 				     vshm_msg_name(req->type, req->id), req->dev_num, timeout_ms);
+	/* A device that keeps its heartbeat but answers nothing is not serving. */
+	if (silent >= MAX_SILENT_CALLS)
+		session_lost(tp, "the device stopped answering", false, true);
 	return rc;
 }
 
@@ -651,78 +666,33 @@ static int vshm_call(struct vshm_tp *tp, struct vshm_msg *req, struct vshm_msg *
 /* ------------------------------------------------------------------------ */
 /* Completion tracking and failing what a vanished device held              */
 
-/* Under trk_lock. */
-static void track_locked(struct vshm_vq *qv)
+/*
+ * The device broke the ring rules on one of @vd's queues: log it, and have
+ * the session work reset the device, fail what it held and probe it afresh
+ * (at most MAX_RESETS times a session), as for DEVICE_NEEDS_RESET.  Any
+ * context.
+ */
+static void vd_misbehaved(struct vshm_vdev *vd, unsigned int queue, const char *what, u32 v1, u32 v2)
 {
-	struct virtio_device *vdev = &qv->vd->vdev;
-	u16 num = qv->vr.num, used, avail, na, nu, k;
+	struct vshm_tp *tp = vd->tp;
 
-	if (!qv->trk_ok)
+	if (atomic_xchg(&vd->misbehaved, 1))
 		return;
-	/*
-	 * Used before avail: every completion up to @used is of a chain
-	 * published before it, so it is in [.., @avail) too.
-	 */
-	/* S4: the used entries up to @used are written (device's S3). */
-	used = virtio16_to_cpu(vdev, smp_load_acquire(&qv->vr.used->idx));
-	/* Like S2: the avail entries up to @avail are written (virtio_ring). */
-	avail = virtio16_to_cpu(vdev, smp_load_acquire(&qv->vr.avail->idx));
-	na = avail - qv->trk_avail;
-	nu = used - qv->trk_used;
-	if (na > num || nu > num) {
-		/* The driver took buffers back, or the device wrote nonsense. */
-		qv->trk_ok = false;
-		return;
-	}
-	for (k = 0; k < na; k++) {
-		u16 slot = (u16)(qv->trk_avail + k) & (num - 1);
-		u16 h = virtio16_to_cpu(vdev, READ_ONCE(qv->vr.avail->ring[slot]));
-
-		if (h < num && qv->trk_count[h] < U8_MAX)
-			qv->trk_count[h]++;
-	}
-	for (k = 0; k < nu; k++) {
-		u16 slot = (u16)(qv->trk_used + k) & (num - 1);
-		u32 id = virtio32_to_cpu(vdev, READ_ONCE(qv->vr.used->ring[slot].id));
-
-		if (id < num && qv->trk_count[id])
-			qv->trk_count[id]--;
-	}
-	qv->trk_avail = avail;
-	qv->trk_used = used;
-}
-
-/* The DMA layer calls this after unmapping a buffer of @ctx's device. */
-static void vshm_vd_unmap_hook(void *ctx)
-{
-	struct vshm_vdev *vd = ctx;
-	struct vshm_vq *qv;
-	unsigned long flags, f2;
-
-	spin_lock_irqsave(&vd->qv_lock, flags);
-	list_for_each_entry(qv, &vd->qvs, vd_node) {
-		spin_lock_irqsave(&qv->trk_lock, f2);
-		track_locked(qv);
-		spin_unlock_irqrestore(&qv->trk_lock, f2);
-	}
-	spin_unlock_irqrestore(&vd->qv_lock, flags);
-}
-
-static void poison(struct vshm_vq *qv, u64 addr, u32 len)
-{
-	void *p = vshm_dma_pool_ptr(qv->vd->dma, addr, len);
-
-	if (p)
-		memset(p, 0xff, len);
+	tp_count(tp, C_BAD_USED);
+	dev_err(&vd->vdev.dev, "device %u, queue %u: %s (%u, %u); the device is broken, resetting it\n",
+		vd->dev_num, queue, what, v1, v2);
+	if (!READ_ONCE(tp->stopping))
+		mod_delayed_work(tp->wq, &tp->session_work, 0);
 }
 
 /*
- * Fill the buffers the device was to write of the chain at @head with
- * 0xff, so that what the driver copies back carries no success status
- * (virtio-blk: status 0xff is an I/O error).  Walks the descriptors in the
- * window with a hop bound and touches only this device's pool.
+ * Call @fn on every device-writable buffer of the chain at @head, as the
+ * descriptors in the window say: a walk bounded to the queue size that
+ * touches only this device's pool (an indirect table is read from its
+ * bounce copy).  Under trk_lock.
  */
-static void poison_chain(struct vshm_vq *qv, u16 head)
+static void walk_writable(struct vshm_vq *qv, u16 head,
+			  void (*fn)(struct vshm_vq *qv, u64 addr, u32 len, void *arg), void *arg)
 {
 	struct virtio_device *vdev = &qv->vd->vdev;
 	u16 num = qv->vr.num, i = head, hops;
@@ -742,16 +712,113 @@ static void poison_chain(struct vshm_vq *qv, u16 head)
 				u16 f = virtio16_to_cpu(vdev, READ_ONCE(t[j].flags));
 
 				if (f & VRING_DESC_F_WRITE)
-					poison(qv, virtio64_to_cpu(vdev, READ_ONCE(t[j].addr)),
-					       virtio32_to_cpu(vdev, READ_ONCE(t[j].len)));
+					fn(qv, virtio64_to_cpu(vdev, READ_ONCE(t[j].addr)),
+					   virtio32_to_cpu(vdev, READ_ONCE(t[j].len)), arg);
 			}
 		} else if (flags & VRING_DESC_F_WRITE) {
-			poison(qv, addr, len);
+			fn(qv, addr, len, arg);
 		}
 		if (!(flags & VRING_DESC_F_NEXT) || next >= num)
 			break;
 		i = next;
 	}
+}
+
+static void add_len(struct vshm_vq *qv, u64 addr, u32 len, void *arg)
+{
+	*(u64 *)arg += len;
+}
+
+/*
+ * Under trk_lock.  Account what the device completed since the last call
+ * and check each completion as the virtio core will: a head the driver
+ * holds (else the core marks the queue broken and stops there, and so do
+ * we), and no more bytes written than the chain can take (the core takes
+ * the length as it is; we have the device reset).
+ */
+static void track_locked(struct vshm_vq *qv)
+{
+	struct virtio_device *vdev = &qv->vd->vdev;
+	u16 num = qv->vr.num, used, avail, na, nu, k;
+
+	if (!qv->trk_ok)
+		return;
+	/*
+	 * Used before avail: every completion up to @used is of a chain
+	 * published before it, so it is in [.., @avail) too.
+	 */
+	/* S4: the used entries up to @used are written (device's S3). */
+	used = virtio16_to_cpu(vdev, smp_load_acquire(&qv->vr.used->idx));
+	/* Like S2: the avail entries up to @avail are written (virtio_ring). */
+	avail = virtio16_to_cpu(vdev, smp_load_acquire(&qv->vr.avail->idx));
+	na = avail - qv->trk_avail;
+	nu = used - qv->trk_used;
+	if (na > num) {
+		/* The driver took buffers back: we cannot follow. */
+		qv->trk_ok = false;
+		return;
+	}
+	for (k = 0; k < na; k++) {
+		u16 slot = (u16)(qv->trk_avail + k) & (num - 1);
+		u16 h = virtio16_to_cpu(vdev, READ_ONCE(qv->vr.avail->ring[slot]));
+
+		if (h < num && qv->trk_count[h] < U8_MAX)
+			qv->trk_count[h]++;
+	}
+	qv->trk_avail = avail;
+	if (qv->trk_bad)
+		return;
+	if (nu > num) {
+		/* More completions than the queue holds: a used index gone wild. */
+		qv->trk_bad = true;
+		vd_misbehaved(qv->vd, qv->index, "used index moved past the queue size", used, qv->trk_used);
+		return;
+	}
+	for (k = 0; k < nu; k++) {
+		u16 slot = (u16)(qv->trk_used + k) & (num - 1);
+		u32 id = virtio32_to_cpu(vdev, READ_ONCE(qv->vr.used->ring[slot].id));
+		u32 len = virtio32_to_cpu(vdev, READ_ONCE(qv->vr.used->ring[slot].len));
+		u64 room = 0;
+
+		if (id >= num || !qv->trk_count[id]) {
+			qv->trk_bad = true;	/* where the virtio core stops too */
+			qv->trk_used += k;
+			vd_misbehaved(qv->vd, qv->index,
+				      id >= num ? "completion of a buffer id past the queue (id, size)" :
+						  "completion of a buffer it does not hold (id, size)", id, num);
+			return;
+		}
+		qv->trk_count[id]--;
+		walk_writable(qv, (u16)id, add_len, &room);
+		if (len > room)
+			vd_misbehaved(qv->vd, qv->index, "completion longer than its buffers (length, room)",
+				      len, (u32)min_t(u64, room, U32_MAX));
+	}
+	qv->trk_used = used;
+}
+
+/* The DMA layer calls this after unmapping a buffer of @ctx's device. */
+static void vshm_vd_unmap_hook(void *ctx)
+{
+	struct vshm_vdev *vd = ctx;
+	struct vshm_vq *qv;
+	unsigned long flags, f2;
+
+	spin_lock_irqsave(&vd->qv_lock, flags);
+	list_for_each_entry(qv, &vd->qvs, vd_node) {
+		spin_lock_irqsave(&qv->trk_lock, f2);
+		track_locked(qv);
+		spin_unlock_irqrestore(&qv->trk_lock, f2);
+	}
+	spin_unlock_irqrestore(&vd->qv_lock, flags);
+}
+
+static void poison(struct vshm_vq *qv, u64 addr, u32 len, void *arg)
+{
+	void *p = vshm_dma_pool_ptr(qv->vd->dma, addr, len);
+
+	if (p)
+		memset(p, 0xff, len);
 }
 
 /*
@@ -764,17 +831,39 @@ static unsigned int vq_fail_outstanding(struct vshm_vq *qv)
 	struct virtio_device *vdev = &qv->vd->vdev;
 	unsigned long flags;
 	unsigned int n = 0;
+	bool unbreak = false;
 	u16 num = qv->vr.num, used, h;
 
 	spin_lock_irqsave(&qv->trk_lock, flags);
 	track_locked(qv);
 	if (!qv->trk_ok)
 		goto out;
+	if (virtqueue_is_broken(qv->vq)) {
+		/*
+		 * The virtio core stopped at a bad completion; it reads the
+		 * used ring from its own position, which it tells us here.
+		 * Ours stopped at the same entry (track_locked), unless the
+		 * device rewrote the ring under both of us.
+		 */
+		u16 pos = (u16)virtqueue_enable_cb_prepare(qv->vq);
+
+		if (pos != qv->trk_used)
+			dev_warn_ratelimited(&vdev->dev, "queue %u: the core stopped at completion %u, we at %u\n",
+					     qv->index, pos, qv->trk_used);
+		qv->trk_used = pos;
+		unbreak = true;
+	}
+	qv->trk_bad = false;	/* the ring is ours now */
 	used = qv->trk_used;
 	for (h = 0; h < num; h++) {
 		if (!qv->trk_count[h])
 			continue;
-		poison_chain(qv, h);
+		/*
+		 * The buffers the device was to write are filled with 0xff,
+		 * so that what the driver copies back carries no success
+		 * status (virtio-blk: status 0xff is an I/O error).
+		 */
+		walk_writable(qv, h, poison, NULL);
 		qv->vr.used->ring[used & (num - 1)].id = cpu_to_virtio32(vdev, h);
 		qv->vr.used->ring[used & (num - 1)].len = 0;
 		used++;
@@ -786,6 +875,9 @@ static unsigned int vq_fail_outstanding(struct vshm_vq *qv)
 	/* S3's part: the entries (and the poisoned buffers) before the index. */
 	smp_store_release(&qv->vr.used->idx, cpu_to_virtio16(vdev, used));
 	qv->trk_used = used;
+	/* The core may read the ring again: what is there now is ours. */
+	if (unbreak)
+		__virtqueue_unbreak(qv->vq);
 out:
 	spin_unlock_irqrestore(&qv->trk_lock, flags);
 	return n;
@@ -803,6 +895,14 @@ static bool failing_now(struct vshm_tp *tp)
 static bool vq_failing(struct vshm_vq *qv)
 {
 	return atomic_read(&qv->vd->failing) || failing_now(qv->vd->tp);
+}
+
+/* Did the virtio core find a completion it could not take?  Any context. */
+static void check_broken(struct vshm_vq *qv)
+{
+	if (unlikely(virtqueue_is_broken(qv->vq)) && !vq_failing(qv))
+		vd_misbehaved(qv->vd, qv->index, "the virtio core refused a completion (see above); queue, device",
+			      qv->index, qv->vd->dev_num);
 }
 
 /*
@@ -825,6 +925,7 @@ static void rescan_vqs(struct vshm_tp *tp)
 		}
 		if (vring_interrupt(0, qv->vq) == IRQ_HANDLED)
 			tp_count(tp, C_RESCANS);
+		check_broken(qv);
 	}
 	spin_unlock_irqrestore(&tp->vqs_lock, flags);
 }
@@ -837,19 +938,20 @@ static void rescan_vqs(struct vshm_tp *tp)
  * a bound.  A device that changes its generation without end would keep it
  * there: we follow at most GEN_UPDATES_PER_SEC changes a second.
  */
-static void follow_generation(struct vshm_vdev *vd, u32 gen)
+static bool follow_generation(struct vshm_vdev *vd, u32 gen)
 {
 	if (gen == READ_ONCE(vd->generation))
-		return;
+		return true;
 	if (time_after(jiffies, vd->gen_window + HZ)) {
 		vd->gen_window = jiffies;
 		vd->gen_updates = 0;
 	}
 	if (vd->gen_updates++ >= GEN_UPDATES_PER_SEC) {
 		dev_warn_ratelimited(&vd->vdev.dev, "config generation keeps changing; not followed\n");
-		return;
+		return false;
 	}
 	WRITE_ONCE(vd->generation, gen);
+	return true;
 }
 
 static void vshm_get(struct virtio_device *vdev, unsigned int offset, void *buf, unsigned int len)
@@ -1395,10 +1497,11 @@ static void remove_devices(struct vshm_tp *tp)
 }
 
 /*
- * A device that set DEVICE_NEEDS_RESET stopped serving its queues.  Reset
- * it (synchronous: it lets go of the rings), fail what it held, remove its
- * virtio device and probe it afresh in the same part of the window.
- * Other devices carry on.  The session work runs this.
+ * A device that set DEVICE_NEEDS_RESET stopped serving its queues; one
+ * that broke the ring rules (vd_misbehaved) cannot be trusted with them.
+ * Reset it (synchronous: it lets go of the rings), fail what it held,
+ * remove its virtio device and probe it afresh in the same part of the
+ * window.  Other devices carry on.  The session work runs this.
  */
 static void recover_devices(struct vshm_tp *tp)
 {
@@ -1413,7 +1516,7 @@ static void recover_devices(struct vshm_tp *tp)
 
 		spin_lock_irqsave(&tp->devs_lock, flags);
 		list_for_each_entry(vd, &tp->vdevs, node) {
-			if (vd->needs_reset) {
+			if (vd->needs_reset || atomic_read(&vd->misbehaved)) {
 				list_del_init(&vd->node);
 				found = true;
 				break;
@@ -1463,7 +1566,6 @@ static void dispatch_events(struct vshm_tp *tp)
 		spin_unlock(&tp->ev_lock);
 		if (!ev.pending)
 			continue;
-		WRITE_ONCE(vd->generation, ev.generation);
 		if ((ev.status & VSHM_MSG_STATUS_NEEDS_RESET) && !vd->needs_reset) {
 			/* The session work resets and re-probes it. */
 			vd->needs_reset = true;
@@ -1474,7 +1576,29 @@ static void dispatch_events(struct vshm_tp *tp)
 			if (!READ_ONCE(tp->stopping))
 				mod_delayed_work(tp->wq, &tp->session_work, 0);
 		}
+		/* Past the rate we follow, the watchdog tells the driver later. */
+		if (!follow_generation(vd, ev.generation)) {
+			vd->cfg_deferred = true;
+			continue;
+		}
+		vd->cfg_deferred = false;
 		virtio_config_changed(&vd->vdev);
+	}
+	spin_unlock_irqrestore(&tp->devs_lock, flags);
+}
+
+/* The config changes dispatch_events held back, once the rate allows. */
+static void deliver_deferred(struct vshm_tp *tp)
+{
+	struct vshm_vdev *vd;
+	unsigned long flags;
+
+	spin_lock_irqsave(&tp->devs_lock, flags);
+	list_for_each_entry(vd, &tp->vdevs, node) {
+		if (vd->cfg_deferred && time_after(jiffies, vd->gen_window + HZ)) {
+			vd->cfg_deferred = false;
+			virtio_config_changed(&vd->vdev);
+		}
 	}
 	spin_unlock_irqrestore(&tp->devs_lock, flags);
 }
@@ -1547,6 +1671,7 @@ static void session_up(struct vshm_tp *tp)
 	/* The device is off the mailbox until it sees READY: format it. */
 	mutex_lock(&tp->mbox_lock);
 	mbox_format(tp);
+	tp->silent_calls = 0;
 	mutex_unlock(&tp->mbox_lock);
 	atomic_set(&tp->failing, 0);
 	WRITE_ONCE(tp->refuse, false);
@@ -1634,6 +1759,7 @@ static void watchdog_fn(struct work_struct *work)
 		WRITE_ONCE(me->heartbeat, cpu_to_le64(le64_to_cpu(READ_ONCE(me->heartbeat)) + 1));
 		if (mbox_pending(tp))
 			queue_events(tp);
+		deliver_deferred(tp);
 	}
 	rescan_vqs(tp);
 	if (atomic_read(&tp->failing) || atomic_read(&tp->vd_failing))
@@ -1728,27 +1854,34 @@ static void dbg_remove(struct vshm_tp *tp)
 /* ------------------------------------------------------------------------ */
 /* Hooks for the PCI layer                                                  */
 
-void vshm_tp_irq(struct vshm_tp *tp, unsigned int vector)
+bool vshm_tp_irq(struct vshm_tp *tp, unsigned int vector)
 {
 	struct vshm_vq *qv;
+	bool work = false;
 
 	if (!tp)
-		return;
+		return false;
 	if (vector == VSHM_VEC_MBOX) {
 		tp_count(tp, C_IRQ_MBOX);
+		work = mbox_pending(tp);
 		wake_up(&tp->mbox_wq);
 		if (atomic_read(&tp->alive))
 			queue_events(tp);
 		if (tp->vectors >= 2)
-			return;
+			return work;
 	} else {
 		tp_count(tp, C_IRQ_VQ);
 	}
 	spin_lock(&tp->vqs_lock);
-	list_for_each_entry(qv, &tp->vqs, tp_node)
-		if (qv->vector == vector)
-			vring_interrupt(0, qv->vq);
+	list_for_each_entry(qv, &tp->vqs, tp_node) {
+		if (qv->vector == vector) {
+			if (vring_interrupt(0, qv->vq) == IRQ_HANDLED)
+				work = true;
+			check_broken(qv);
+		}
+	}
 	spin_unlock(&tp->vqs_lock);
+	return work;
 }
 
 struct vshm_tp *vshm_tp_create(const struct vshm_tp_params *p)
