@@ -210,6 +210,38 @@ check "after vshm serve restarts, a new driver attaches" "$VSHM" io --hub "$HUB"
 out=$(timeout 20 "$TOOLS/tool_ackwriter" check "$HUB" "$T/ack2.log" 2>&1)
 check "and every write acknowledged before the kill is on the disk ($out)" grep -q " 0 lost" <<<"$out"
 
+# ---- a hostile device (vshm serve --hostile) vs the user-space driver -------
+# Each class of misbehaviour ends the driver's work with an error within a
+# bound, or (storm) costs it nothing but time; the device process lives on.
+hostile() { # CLASS AFTER WANT(ok|fail) REGEX
+	local cls=$1 after=$2 want=$3 re=$4 hub=$T/hostile-$1.sock out rc t0 ms
+	start_hub "$hub" --size 16M --vectors 4
+	truncate -s 16M "$T/hostile.img"
+	if ! start_serve "$hub" --hostile "$cls" --hostile-after "$after" "blk:$T/hostile.img" rng; then
+		notok "vshm serve --hostile $cls starts"
+		return
+	fi
+	t0=$(date +%s%N)
+	out=$(timeout 30 "$VSHM" io --hub "$hub" --timeout 2000 stress 2M 8 5 2>&1)
+	rc=$?
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	if [ "$want" = ok ]; then
+		check "hostile $cls: the driver's I/O still checks out ($ms ms: $(tail -n 1 <<<"$out"))" \
+			test "$rc" -eq 0 -a "$ms" -lt 20000
+	else
+		check "hostile $cls: the driver fails with an error within 20 s (exit $rc, $ms ms: $(tail -n 1 <<<"$out"))" \
+			test "$rc" -ne 0 -a "$rc" -ne 124 -a "$ms" -lt 20000
+	fi
+	grep -qE "$re" <<<"$out" || notok "hostile $cls: the driver says why ($out)"
+	check "hostile $cls: the device process lives on" kill -0 "$SERVE_PID"
+	kill -TERM "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null
+}
+hostile used-id 16 fail "failed|error"
+hostile used-len 16 fail "failed|error"
+hostile config 16 fail "Invalid argument|failed"
+hostile mute 1 fail "timed out"
+hostile storm 16 ok "0 errors, 0 mismatches"
+
 # ---- bad input -------------------------------------------------------------
 bad() { # description expected-exit regex command...
 	local what=$1 want=$2 re=$3; shift 3

@@ -11,80 +11,17 @@
 # Needs VSHM (the vshm binary); builds the module into $O/kmod and the
 # initramfs into $O/guest.  Skips (77) without QEMU, the guest kernel or its
 # headers (scripts/deps.sh installs them).  VSHM_GUEST_SMP=N boots N vCPUs.
-set -u
-# Run from make check: the parent's jobserver is not ours to use.
-unset MAKEFLAGS MFLAGS MAKELEVEL
-VSHM=${VSHM:-build/vshm}
-O=${O:-build}
 HERE=$(cd "$(dirname "$0")" && pwd)
-TOP=$(cd "$HERE/.." && pwd)
+. "$HERE/guest/host-lib.sh"
 GUEST_TIMEOUT=${VSHM_GUEST_TIMEOUT:-240}
-VECTORS=4
 IMG_MB=64 HOST_OFF_MB=40 GUEST_OFF_MB=48 FS_KB=32768
 
-skip() { echo "1..0 # SKIP $*"; exit 77; }
-command -v qemu-system-x86_64 >/dev/null ||
-	skip "qemu-system-x86_64 not installed (scripts/deps.sh installs it)"
-KDIR=$(make -s --no-print-directory -C "$TOP/kmod" print-kdir 2>/dev/null)
-[ -n "$KDIR" ] && [ -f "$KDIR/Makefile" ] ||
-	skip "no kernel headers for the guest kernel (linux-headers-amd64)"
-KVER=$(basename "$(dirname "$KDIR")")
-[ -r "/boot/vmlinuz-$KVER" ] || skip "no guest kernel /boot/vmlinuz-$KVER (linux-image-amd64)"
-for tool in busybox cpio depmod modinfo python3; do
-	command -v "$tool" >/dev/null || skip "$tool not installed (scripts/deps.sh installs it)"
-done
-if ! [ -x "$VSHM" ]; then
-	echo "Bail out! $VSHM missing: run make first"
-	exit 1
-fi
-VSHM=$(cd "$(dirname "$VSHM")" && pwd)/$(basename "$VSHM")
-
-T=$(mktemp -d /tmp/vshm-guestvirtio.XXXXXX)
-n=0 fail=0
-pids=()
-SERVE_PID=""
-cleanup() {
-	# run-guest.sh first (its own trap stops QEMU), then the rest.
-	# (counted loops: bash can cut a $(...) short while it exits on a signal)
-	for p in "${pids[@]}" $SERVE_PID; do
-		kill -TERM "$p" 2>/dev/null
-		for ((i = 0; i < 60; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-	rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 143' TERM
-trap 'exit 130' INT
-
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-notok() { n=$((n + 1)); fail=$((fail + 1)); echo "not ok $n - $*"; }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else notok "$what"; fi; }
-diag() { echo "# $*"; }
-now() { date +%s.%N; }
-since() { printf '%.1f' "$(echo "$(now) - $1" | bc)"; }
-md5() { md5sum | cut -d' ' -f1; }
-t_start=$(now)
+guest_prereqs python3
+guest_scratch guestvirtio
 
 # ---- build: module, initramfs with the guest kernel's virtio drivers ----------
-mkdir -p "$O"
-OABS=$(cd "$O" && pwd)
-KO=$OABS/kmod/virtio_shm.ko
-make -s --no-print-directory -C "$TOP/kmod" BUILD="$OABS/kmod" >"$T/kmod.log" 2>&1
-rc=$?
-warn=$(grep -iE 'warning|error' "$T/kmod.log")
-check "virtio_shm.ko builds against $KVER without warnings" test "$rc" -eq 0 -a -z "$warn" -a -f "$KO"
-[ -z "$warn" ] || sed 's/^/# /' <<<"$warn" | head -n 20
-[ "$rc" -eq 0 ] || { tail -n 20 "$T/kmod.log" | sed 's/^/# /'; echo "Bail out! no module"; exit 1; }
-INITRD=$OABS/guest/initramfs-virtio.cpio.gz
-if ! "$HERE/guest/mkinitramfs.sh" -o "$INITRD" -m "virtio_blk virtio_console virtio_rng ext4" \
-	"$KO" 2>"$T/mkinitramfs.log"; then
-	sed 's/^/# /' "$T/mkinitramfs.log"
-	echo "Bail out! no initramfs"
-	exit 1
-fi
-ok "initramfs for $KVER with virtio_blk, virtio_console, virtio_rng, ext4 ($(du -k "$INITRD" | cut -f1) KiB)"
+build_module
+build_initramfs initramfs-virtio.cpio.gz "virtio_blk virtio_console virtio_rng ext4"
 
 # ---- the image, the hub, the backend -------------------------------------------
 IMG=$T/disk.img
@@ -93,28 +30,8 @@ head -c 1048576 /dev/urandom >"$T/hostpat"
 dd if="$T/hostpat" of="$IMG" bs=1M seek="$HOST_OFF_MB" conv=notrunc status=none
 HOST_MD5=$(md5 <"$T/hostpat")
 
-HUB=$T/hub.sock
-"$VSHM" hub --socket "$HUB" --size "${IMG_MB}M" --vectors "$VECTORS" -v 2>"$T/hub.log" &
-pids+=("$!")
-for ((i = 0; i < 100; i++)); do [ -S "$HUB" ] && break; sleep 0.05; done
-[ -S "$HUB" ] || { cat "$T/hub.log"; echo "Bail out! the hub did not start"; exit 1; }
-
-SERVES=0
-start_serve() {
-	local log
-	SERVES=$((SERVES + 1))
-	log=$T/serve.$SERVES.log
-	rm -f "$T/con.sock"
-	"$VSHM" serve --hub "$HUB" -v "blk:$IMG" "console:unix=$T/con.sock" rng 2>"$log" &
-	SERVE_PID=$!
-	for ((i = 0; i < 200; i++)); do
-		grep -q " serving " "$log" && return 0
-		kill -0 "$SERVE_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	sed 's/^/# serve: /' "$log"
-	return 1
-}
+start_hub "${IMG_MB}M" 4
+serve_devices() { rm -f "$T/con.sock"; start_serve "blk:$IMG" "console:unix=$T/con.sock" rng; }
 # Isolation: the device process maps the window and io_uring's rings shared,
 # nothing else (in particular nothing of the guest).
 isolated() {
@@ -124,7 +41,7 @@ isolated() {
 	grep -q '^/memfd:vshm' <<<"$shared" &&
 		! grep -vE '^/memfd:vshm-hub( \(deleted\))?$|^anon_inode:\[io_uring\]$' <<<"$shared" | grep -q .
 }
-start_serve || { echo "Bail out! vshm serve did not start"; exit 1; }
+serve_devices || { echo "Bail out! vshm serve did not start"; exit 1; }
 check "vshm serve maps the window and io_uring rings shared, nothing else" isolated
 
 # The console's host side: connects at once, sends a line when the guest
@@ -180,13 +97,11 @@ request() {
 	case $1 in
 	console-send) : >"$T/con.go" ;;
 	kill-serve)
-		kill -KILL "$SERVE_PID" 2>/dev/null
-		wait "$SERVE_PID" 2>/dev/null
 		killed=$SERVE_PID
-		SERVE_PID=""
+		stop_serve
 		;;
 	start-serve)
-		if start_serve; then
+		if serve_devices; then
 			restarted=$SERVE_PID
 			check "the restarted vshm serve is isolated the same way" isolated
 		else
@@ -199,50 +114,11 @@ request() {
 	esac
 }
 
-mkfifo "$T/console"
-t_boot=$(now)
 smp=()
 [ -z "${VSHM_GUEST_SMP:-}" ] || smp=(-q -smp -q "$VSHM_GUEST_SMP")
-"$HERE/guest/run-guest.sh" -i "$INITRD" -H "$HUB" -n "$VECTORS" -t "$GUEST_TIMEOUT" ${smp[@]+"${smp[@]}"} \
-	-e "$T/env" "$HERE/guest/virtio.sh" >"$T/console" 2>"$T/run-guest.log" &
-GPID=$!
-pids=("$GPID" "${pids[@]}")
-exec 4<"$T/console"
-
-guest_exit="" booted="" guest_checks=0
 min_checks=45	# the packed run skips the vanishing-backend and reset parts
 [ -n "${VSHM_GUEST_PACKED:-}" ] && min_checks=40
-deadline=$((SECONDS + GUEST_TIMEOUT + 20))
-while :; do
-	left=$((deadline - SECONDS))
-	[ "$left" -gt 0 ] || break
-	IFS= read -r -t "$left" -u 4 line || break
-	printf '%s\n' "$line" >>"$T/console.log"
-	case $line in *"##vshm "*) line="##vshm ${line#*"##vshm "}" ;; esac
-	case $line in
-	"##vshm boot "*)
-		booted=$(since "$t_boot")
-		set -- ${line#"##vshm boot "}
-		diag "guest $2 up: ${booted}s after QEMU started, ${1}s of guest uptime"
-		;;
-	"##vshm ok "*) guest_checks=$((guest_checks + 1)); ok "guest: ${line#"##vshm ok "}" ;;
-	"##vshm not ok "*) guest_checks=$((guest_checks + 1)); notok "guest: ${line#"##vshm not ok "}" ;;
-	"##vshm # "*) diag "guest: ${line#"##vshm # "}" ;;
-	"##vshm req "*) request ${line#"##vshm req "} ;;
-	"##vshm bail "*) notok "the guest gave up: ${line#"##vshm bail "}" ;;
-	"##vshm exit "*) set -- ${line#"##vshm exit "}; guest_exit=$1; diag "guest powered off at ${2:-?}s of uptime" ;;
-	esac
-done
-exec 4<&-
-wait "$GPID"
-rc=$?
-if [ -n "$booted" ]; then ok "the guest booted (after ${booted}s)"; else notok "the guest booted (never)"; fi
-check "the guest ran its script to the end ($guest_checks checks) and powered off (exit ${guest_exit:-none}, run-guest ${rc})" \
-	test -n "$guest_exit" -a "$rc" = "$guest_exit" -a "$guest_checks" -ge "$min_checks"
-if [ -z "$guest_exit" ] || [ "$rc" -ne 0 ]; then
-	sed 's/^/# run-guest: /' "$T/run-guest.log"
-	grep -v '^##vshm' "$T/console.log" | tail -n 30 | sed 's/^/# console: /'
-fi
+run_guest "$HERE/guest/virtio.sh" "$min_checks" ${smp[@]+"${smp[@]}"}
 
 # ---- what the host sees ------------------------------------------------------------------
 for ((i = 0; i < 50; i++)); do [ -s "$T/con.out" ] && break; sleep 0.1; done

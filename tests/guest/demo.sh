@@ -4,7 +4,6 @@
 # consoles and rngs that live behind a vshm window.  Prints for a person;
 # the host shows it as it comes.
 . /lib/vshm-guest.sh
-KO=/lib/modules/$(uname -r)/extra/virtio_shm.ko
 say() { echo; echo "   [guest] $*"; }
 
 say "Linux $(uname -r), loading the stock virtio drivers and virtio_shm.ko"

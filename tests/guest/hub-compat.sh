@@ -8,7 +8,6 @@
 # HOST_PAT_OFF/HOST_PAT (the host wrote it), GUEST_PAT_OFF/GUEST_PAT (ours).
 . /lib/vshm-guest.sh
 
-KO=/lib/modules/$(uname -r)/extra/virtio_shm.ko
 DRV=/sys/bus/pci/drivers/virtio_shm
 WAIT_MS=10000
 

@@ -14,24 +14,8 @@
 # packed rings, which skips the vanishing-backend part (the module tracks
 # in-flight chains of split rings only).
 . /lib/vshm-guest.sh
-KO=/lib/modules/$(uname -r)/extra/virtio_shm.ko
 t_diag "$(nproc) vCPU(s), $(sed -n "s/MemTotal: *//p" /proc/meminfo) of RAM"
-VDEVS=/sys/bus/virtio/devices
 
-stats_file() { ls /sys/kernel/debug/virtio_shm/*/stats 2>/dev/null | head -n 1; }
-# stat NAME: one value of the transport's debugfs counters
-stat() { sed -n "s/^$1 //p" "$(stats_file)"; }
-md5() { md5sum "$@" | cut -d' ' -f1; }
-# the virtio device with virtio id $1 (a number), or nothing
-vdev_of() {
-	local d
-	for d in "$VDEVS"/*; do
-		[ -e "$d/device" ] && [ "$(($(cat "$d/device")))" -eq "$1" ] && { echo "$d"; return; }
-	done
-}
-no_vdevs() { [ -z "$(ls "$VDEVS" 2>/dev/null)" ]; }
-# a pattern's md5, read at MiB offset $1 (uncached)
-read_md5() { dd if=/dev/vda bs=1M skip="$1" count=1 iflag=direct 2>/dev/null | md5; }
 
 # ---- load -----------------------------------------------------------------------
 t_check "the guest kernel's virtio_blk, virtio_console, virtio_rng load" \
@@ -223,7 +207,6 @@ fi
 
 # ---- the kernel's log ---------------------------------------------------------------
 dmesg | grep -E 'virtio_shm|virtio_blk|vda' | tail -n 30 | while IFS= read -r l; do t_diag "dmesg: $l"; done
-bad=$(dmesg | grep -E 'WARNING:|BUG:|Oops|Call Trace|general protection|RIP:|refcount_t|list_(add|del) corruption' | head -n 5)
-t_check "dmesg has no WARN, BUG, Oops or call trace${bad:+: $bad}" [ -z "$bad" ]
+t_dmesg_clean
 t_check "rmmod virtio_shm at the end" rmmod virtio_shm
 t_done
