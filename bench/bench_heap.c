@@ -354,6 +354,10 @@ int main(int argc, char **argv)
 		snprintf(key, sizeof(key), "devread%s_mbps", names[z]);
 		bench_report(key, bench_median(ro, TRIALS), "MB/s",
 			     "producer writes nothing: the device's read alone, a ceiling (information)");
+		/* heap <= devread: the device's read bounds any ratio heap / bounce. */
+		snprintf(key, sizeof(key), "devread%s_over_bounce%s", names[z], names[z]);
+		bench_report(key, bench_median(ro, TRIALS) / bm, "ratio",
+			     "the ceiling of heap/bounce here: the device's read alone, over bounce");
 		snprintf(key, sizeof(key), "heap%s_over_bounce%s", names[z], names[z]);
 		if (sizes[z] == (1u << 20))
 			bench_target(key, hm / bm, ">=", 2.0);
