@@ -103,6 +103,9 @@ $(O)/tests/%: tests/%.c $(DEV_OBJS) $(LIBA) tests/tap.h
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(DEV_OBJS) $(LIBA) $(LDLIBS) $(EXTRA_LDLIBS)
 
+# Tests and tools include header-only helpers from tests/ (the ring harnesses).
+$(TEST_BINS) $(TOOL_BINS): $(wildcard tests/*.h)
+
 # Benchmarks link like tests: bench_blk drives the blk driver (drivers/) and io_uring.
 # test_hub compiles cmd/hub.c in, to test the command without a binary.
 $(O)/tests/test_hub: cmd/hub.c

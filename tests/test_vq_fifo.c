@@ -4,43 +4,21 @@
  * refused layouts, add/publish/pop/push/harvest, full rings, PAD frames at
  * the wrap, out-of-order push with in-order release, notification
  * suppression both ways, detach, reset), then driver and device as two
- * threads over one window (the device on its own mapping with the header
- * and mailbox PROT_NONE), a million requests of random shapes, every byte
- * verified both ways, completions pushed out of order, polling and
- * sleeping on notifications.
+ * threads over one window (tests/vq_harness.h: the device on its own
+ * mapping with the header and mailbox PROT_NONE), a million requests of
+ * random shapes, every byte verified both ways, completions pushed out of
+ * order and released in order, polling and sleeping on doorbells.
  */
 #include <errno.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 
 #include <vshm/vq.h>
-#include "barrier.h"
 #include "tap.h"
+#include "vq_harness.h"
 
 static const uint64_t FIFO = 1ull << VSHM_F_FIFO_RING;
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static inline uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
-static inline uint8_t out_pat(uint64_t seq, uint64_t j) { return (uint8_t)(seq * 131 + j * 7 + 1); }
-static inline uint8_t in_pat(uint64_t seq, uint64_t j) { return (uint8_t)(seq * 29 + j * 13 + 5); }
 
 #define SENTINEL 0xee
 
@@ -668,376 +646,17 @@ static void test_detach_reset(void)
 }
 
 /* ======================================================================== */
-/* Two threads                                                              */
+/* Two threads (tests/vq_harness.h)                                         */
 
-#define WIN_SIZE	(16u << 20)
-#define QNUM		256u
-#define MAX_SG		6u
-#define SLOT_BYTES	(MAX_SG * 4096u)
-#define HOLD		8u	/* device keeps up to this many to reorder */
-
-/* Mostly small buffers, sometimes a page. */
-static uint32_t rnd_len(uint64_t *s)
+static void run(const char *name, uint32_t ring, int sleepy, unsigned long chains)
 {
-	uint64_t r = rnd(s);
+	struct vqh_cfg c = {
+		.name = name, .layout = vshm_vq_layout_fifo, .layout_arg = ring,
+		.features = FIFO, .sleepy = sleepy, .chains = chains,
+		.max_out = 3, .max_in = 3, .max_bytes = ring / 2 - 16, .in_order = 1,
+	};
 
-	switch (r & 7) {
-	case 0: return 0;
-	case 1: return 4096;
-	case 2: return (uint32_t)((r >> 8) % 4096) + 1;
-	default: return (uint32_t)((r >> 8) % 128) + 1;
-	}
-}
-
-struct run {
-	struct vshm_window dw, vw;	/* driver and device mappings */
-	struct vshm_vq_layout l;
-	unsigned long chains;
-	uint64_t data_base;
-	uint64_t deadline;
-	uint32_t max_bytes;		/* per direction per request */
-	int sleep;			/* wait on notifications when idle */
-	struct vshm_drv_vq *dvq;
-	struct vshm_dev_vq *vvq;
-	/* the "doorbells": each side bumps the other's */
-	uint32_t bell_dev, bell_drv;
-	int stop;
-	/* results, each written by one thread */
-	unsigned long drv_done, dev_done, drv_sleeps, dev_sleeps;
-	unsigned long bad_out, bad_in, bad_len, bad_order;
-	int drv_err, dev_err;
-	const char *drv_why, *dev_why;
-};
-
-struct chain_rec {		/* driver-private: what was posted */
-	uint64_t seq;
-	unsigned nout, nin;
-	struct vshm_sg sg[MAX_SG];
-	unsigned slot;
-};
-
-/* Wait until *bell differs from @seen; 0, or -ETIMEDOUT. */
-static int wait_bell(struct run *r, uint32_t *bell, uint32_t seen)
-{
-	unsigned spins = 0;
-
-	while (__atomic_load_n(bell, __ATOMIC_ACQUIRE) == seen) {
-		if (__atomic_load_n(&r->stop, __ATOMIC_RELAXED))
-			return -ETIMEDOUT;
-		if (++spins > 64) {
-			sched_yield();
-			spins = 0;
-			if (now_ns() > r->deadline)
-				return -ETIMEDOUT;
-		} else {
-			vshm_cpu_relax();
-		}
-	}
-	return 0;
-}
-
-static void *device_thread(void *arg)
-{
-	struct run *r = arg;
-	struct vshm_dev_vq *vq = r->vvq;
-	struct vshm_chain held[HOLD];
-	struct vshm_iov iov[HOLD][2];
-	uint64_t held_seq[HOLD];
-	unsigned nheld = 0, idle = 0;
-	uint64_t seq = 0, rs = 0x9e3779b97f4a7c15ull;
-	unsigned long bad_out = 0;
-	int rc;
-
-	while (r->dev_done < r->chains) {
-		unsigned slot = nheld;
-
-		rc = nheld < HOLD ? vshm_dev_vq_pop(vq, &held[slot], iov[slot], 2) : 0;
-		if (rc < 0) {
-			r->dev_err = rc;
-			r->dev_why = vshm_dev_vq_error(vq);
-			break;
-		}
-		if (rc == 1) {
-			struct vshm_chain *c = &held[slot];
-
-			if (c->nout) {
-				const uint8_t *p = c->iov[0].base;
-
-				for (uint32_t b = 0; b < c->iov[0].len; b++)
-					if (p[b] != out_pat(seq, b))
-						bad_out++;
-			}
-			held_seq[slot] = seq++;
-			nheld++;
-			idle = 0;
-		}
-		/* Complete a random held request when full, idle, or by chance. */
-		if (nheld && (nheld == HOLD || rc == 0 || (rnd(&rs) & 3) == 0)) {
-			unsigned pick = (unsigned)(rnd(&rs) % nheld);
-			struct vshm_chain *c = &held[pick];
-			uint64_t written = c->in_bytes ? rnd(&rs) % (c->in_bytes + 1) : 0;
-
-			if ((rnd(&rs) & 3) == 0)
-				written = c->in_bytes;
-			if (c->nin) {
-				uint8_t *p = c->iov[c->nout].base;
-
-				for (uint32_t b = 0; b < written; b++)
-					p[b] = in_pat(held_seq[pick], b);
-			}
-			vshm_dev_vq_push(vq, c->head, (uint32_t)written);
-			rc = vshm_dev_vq_publish(vq);
-			if (rc < 0) {
-				r->dev_err = rc;
-				break;
-			}
-			if (rc == 1)
-				__atomic_fetch_add(&r->bell_drv, 1, __ATOMIC_RELEASE);
-			r->dev_done++;
-			nheld--;
-			if (pick != nheld) {
-				held[pick] = held[nheld];
-				held_seq[pick] = held_seq[nheld];
-				memcpy(iov[pick], iov[nheld], sizeof(iov[0]));
-				held[pick].iov = iov[pick];
-			}
-			continue;
-		}
-		if (rc == 0 && r->sleep && nheld == 0) {
-			uint32_t seen = __atomic_load_n(&r->bell_dev, __ATOMIC_ACQUIRE);
-
-			rc = vshm_dev_vq_enable_notify(vq);
-			if (rc == 0) {
-				r->dev_sleeps++;
-				if (wait_bell(r, &r->bell_dev, seen)) {
-					r->dev_err = -ETIMEDOUT;
-					break;
-				}
-				vshm_dev_vq_disable_notify(vq);
-				continue;
-			}
-			/* Pending but not poppable: waiting for V2D room, which
-			 * the driver's harvest frees without a kick.  Poll. */
-			vshm_dev_vq_disable_notify(vq);
-			rc = 0;
-		}
-		if (rc == 0) {
-			if (++idle > 64) {
-				sched_yield();
-				idle = 0;
-				if (now_ns() > r->deadline || __atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
-					r->dev_err = -ETIMEDOUT;
-					break;
-				}
-			} else {
-				vshm_cpu_relax();
-			}
-		}
-	}
-	r->bad_out = bad_out;
-	return NULL;
-}
-
-static void check_completion(struct run *r, struct chain_rec *cr, uint32_t len)
-{
-	uint64_t j = 0, posted = 0;
-	const uint8_t *base = r->dw.base;
-
-	for (unsigned k = cr->nout; k < cr->nout + cr->nin; k++)
-		posted += cr->sg[k].len;
-	if (len > posted) {
-		r->bad_len++;
-		return;
-	}
-	/* The reply, then the sentinel: nothing past len was written. */
-	for (unsigned k = cr->nout; k < cr->nout + cr->nin; k++) {
-		const uint8_t *p = base + cr->sg[k].off;
-
-		for (uint32_t b = 0; b < cr->sg[k].len; b++, j++)
-			if (p[b] != (j < len ? in_pat(cr->seq, j) : SENTINEL))
-				r->bad_in++;
-	}
-}
-
-static void *driver_thread(void *arg)
-{
-	struct run *r = arg;
-	struct vshm_drv_vq *vq = r->dvq;
-	static struct chain_rec recs[QNUM];
-	unsigned free_slots[QNUM], nfree = QNUM;
-	uint64_t seq = 0, next = 0, rs = 0x2545f4914f6cdd1dull;
-	unsigned long added = 0;
-	unsigned idle = 0;
-	int rc;
-
-	for (unsigned i = 0; i < QNUM; i++)
-		free_slots[i] = QNUM - 1 - i;
-	while (r->drv_done < r->chains) {
-		int progressed = 0;
-		unsigned batch = (unsigned)(rnd(&rs) % 8) + 1;
-
-		for (unsigned b = 0; b < batch && added < r->chains && nfree; b++) {
-			unsigned slot = free_slots[nfree - 1];
-			struct chain_rec *cr = &recs[slot];
-			uint32_t tot[2] = { 0, 0 };
-			uint64_t j = 0;
-
-			cr->slot = slot;
-			cr->seq = seq;
-			cr->nout = (unsigned)(rnd(&rs) % 4);
-			cr->nin = (unsigned)(rnd(&rs) % 4);
-			if (cr->nout + cr->nin == 0)
-				cr->nout = 1;
-			for (unsigned k = 0; k < cr->nout + cr->nin; k++) {
-				unsigned dir = k >= cr->nout;
-				uint32_t len = rnd_len(&rs);
-				uint32_t skew;
-
-				if (len > r->max_bytes - tot[dir])
-					len = r->max_bytes - tot[dir];
-				tot[dir] += len;
-				skew = len < 4096 ? (uint32_t)(rnd(&rs) % (4096 - len + 1)) : 0;
-				cr->sg[k].off = r->data_base + (uint64_t)slot * SLOT_BYTES + k * 4096u + skew;
-				cr->sg[k].len = len;
-				cr->sg[k].flags = 0;
-				if (!dir) {
-					uint8_t *p = r->dw.base + cr->sg[k].off;
-
-					for (uint32_t x = 0; x < len; x++, j++)
-						p[x] = out_pat(seq, j);
-				} else {
-					memset(r->dw.base + cr->sg[k].off, SENTINEL, len);
-				}
-			}
-			rc = vshm_drv_vq_add(vq, cr->sg, cr->nout, cr->nin, cr);
-			if (rc == -ENOSPC)
-				break;
-			if (rc) {
-				r->drv_err = rc;
-				r->drv_why = vshm_drv_vq_error(vq);
-				goto out;
-			}
-			nfree--;
-			seq++;
-			added++;
-			progressed = 1;
-		}
-		rc = vshm_drv_vq_publish(vq);
-		if (rc < 0) {
-			r->drv_err = rc;
-			goto out;
-		}
-		if (rc == 1)
-			__atomic_fetch_add(&r->bell_dev, 1, __ATOMIC_RELEASE);
-		for (;;) {
-			void *cookies[16];
-			uint32_t lens[16];
-			int got = vshm_drv_vq_harvest_batch(vq, cookies, lens, 16);
-
-			if (got < 0) {
-				r->drv_err = got;
-				r->drv_why = vshm_drv_vq_error(vq);
-				goto out;
-			}
-			for (int g = 0; g < got; g++) {
-				struct chain_rec *cr = cookies[g];
-
-				if (cr->seq != next++)
-					r->bad_order++;
-				check_completion(r, cr, lens[g]);
-				free_slots[nfree++] = cr->slot;
-				r->drv_done++;
-			}
-			if (got)
-				progressed = 1;
-			if (got < 16)
-				break;
-		}
-		if (progressed) {
-			idle = 0;
-			continue;
-		}
-		if (r->sleep) {
-			uint32_t seen = __atomic_load_n(&r->bell_drv, __ATOMIC_ACQUIRE);
-
-			rc = vshm_drv_vq_enable_cb(vq);
-			if (rc < 0) {
-				r->drv_err = rc;
-				goto out;
-			}
-			if (rc == 0) {
-				r->drv_sleeps++;
-				if (wait_bell(r, &r->bell_drv, seen)) {
-					r->drv_err = -ETIMEDOUT;
-					goto out;
-				}
-			}
-			continue;
-		}
-		if (++idle > 64) {
-			sched_yield();
-			idle = 0;
-			if (now_ns() > r->deadline) {
-				r->drv_err = -ETIMEDOUT;
-				break;
-			}
-		} else {
-			vshm_cpu_relax();
-		}
-	}
-out:
-	__atomic_store_n(&r->stop, 1, __ATOMIC_RELAXED);
-	if (!r->drv_err && vshm_drv_vq_inflight(vq) != 0)
-		r->drv_err = -EBADE;
-	return NULL;
-}
-
-static void run_threads(const char *name, uint32_t ring, int sleep, unsigned long chains)
-{
-	struct vshm_window_opts o = { .size = WIN_SIZE, .vectors = 2, .name = "vq-fifo-test" };
-	static struct run r;
-	pthread_t td, tv;
-	int64_t used;
-	uint64_t t0;
-
-	memset(&r, 0, sizeof(r));
-	if (vshm_window_create(&r.dw, &o) || vshm_window_map(&r.vw, r.dw.fd)) {
-		ok(0, "%s: window", name);
-		return;
-	}
-	/* The device never needs the header or mailbox: take them away. */
-	vshm_window_protect_ctrl(&r.vw, PROT_NONE);
-	used = vshm_vq_layout_fifo(&r.l, r.dw.drv_lo, QNUM, ring);
-	r.chains = chains;
-	r.sleep = sleep;
-	r.max_bytes = ring / 2 - 16;
-	r.data_base = (r.dw.drv_lo + (uint64_t)used + 4095) & ~4095ull;
-	if (vshm_drv_vq_create(&r.dvq, &r.dw, &r.l, FIFO, NULL) ||
-	    vshm_dev_vq_create(&r.vvq, &r.vw, &r.l, FIFO, NULL)) {
-		ok(0, "%s: queues", name);
-		return;
-	}
-	t0 = now_ns();
-	r.deadline = t0 + 300ull * 1000000000ull;
-	pthread_create(&tv, NULL, device_thread, &r);
-	pthread_create(&td, NULL, driver_thread, &r);
-	pthread_join(td, NULL);
-	pthread_join(tv, NULL);
-	ok(r.drv_err == 0 && r.dev_err == 0, "%s: both sides ran clean (drv %d%s%s, dev %d%s%s)", name,
-	   r.drv_err, r.drv_why ? ": " : "", r.drv_why ? r.drv_why : "",
-	   r.dev_err, r.dev_why ? ": " : "", r.dev_why ? r.dev_why : "");
-	is(r.drv_done, chains, "%s: driver harvested every request", name);
-	is(r.dev_done, chains, "%s: device completed every request", name);
-	is(r.bad_out, 0, "%s: every device-readable byte arrived intact", name);
-	is(r.bad_in, 0, "%s: every reply byte arrived intact, nothing past it written", name);
-	is(r.bad_len, 0, "%s: no reply longer than its buffers", name);
-	is(r.bad_order, 0, "%s: completions in request order", name);
-	diag("%s: %lu requests in %.2f s (driver slept %lu, device slept %lu times)", name, chains,
-	     (double)(now_ns() - t0) / 1e9, r.drv_sleeps, r.dev_sleeps);
-	vshm_drv_vq_destroy(r.dvq);
-	vshm_dev_vq_destroy(r.vvq);
-	vshm_window_unmap(&r.vw);
-	vshm_window_unmap(&r.dw);
+	vqh_run(&c);
 }
 
 int main(void)
@@ -1051,9 +670,9 @@ int main(void)
 	test_notify();
 	test_detach_reset();
 	/* Four configurations, a million requests in all. */
-	run_threads("64 KiB rings, polling", 65536, 0, n);
-	run_threads("8 KiB rings, polling", 8192, 0, n);
-	run_threads("64 KiB rings, sleeping", 65536, 1, n);
-	run_threads("8 KiB rings, sleeping", 8192, 1, n);
+	run("64 KiB rings, polling", 65536, 0, n);
+	run("8 KiB rings, polling", 8192, 0, n);
+	run("64 KiB rings, sleeping", 65536, 1, n);
+	run("8 KiB rings, sleeping", 8192, 1, n);
 	return tap_done();
 }

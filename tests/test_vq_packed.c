@@ -3,33 +3,25 @@
  * Packed ring, functional: single-threaded checks of the API contract
  * (layout, add/publish/pop/push/harvest, full ring, indirect, event
  * suppression both ways, wrap-around, out-of-order completion, detach,
- * reset, batches), then driver and device as two threads over one window
- * (the device on its own mapping of the memfd with the header and mailbox
- * PROT_NONE, as a separate process would have): a million chains of random
- * shapes and sizes, every byte verified both ways, completions out of
- * order, with and without event index and indirect tables, polling and
- * sleeping on doorbells.
+ * reset, batches), the notification handshakes raced head on, then driver
+ * and device as two threads over one window (tests/vq_harness.h: the device
+ * on its own mapping of the memfd with the header and mailbox PROT_NONE, as
+ * a separate process would have): a million chains of random shapes and
+ * sizes, every byte verified both ways, completions out of order, with and
+ * without event index and indirect tables, polling and sleeping on
+ * doorbells.
  */
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <vshm/vq.h>
 #include "barrier.h"
 #include "tap.h"
-
-#define WIN_SIZE	(16u << 20)
-#define QNUM		256u
-#define MAX_SG		8u
-#define SLOT_BYTES	(MAX_SG * 4096u)
-#define HOLD		8u	/* device keeps up to this many to reorder */
+#include "vq_harness.h"
 
 /*
  * Sanitizers slow the handshake rounds 10-25x and are there to find races,
@@ -59,423 +51,6 @@ struct tdesc {
 };
 #define T_AVAIL	(1u << 7)
 #define T_USED	(1u << 15)
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static inline uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
-static inline uint8_t out_pat(uint64_t seq, uint64_t j) { return (uint8_t)(seq * 131 + j * 7 + 1); }
-static inline uint8_t in_pat(uint64_t seq, uint64_t j) { return (uint8_t)(seq * 29 + j * 13 + 5); }
-
-/* Mostly small buffers, sometimes a page: keeps a million chains quick. */
-static uint32_t rnd_len(uint64_t *s)
-{
-	uint64_t r = rnd(s);
-
-	switch (r & 7) {
-	case 0: return 0;			/* zero-length descriptors are legal */
-	case 1: return 4096;
-	case 2: return (uint32_t)((r >> 8) % 4096) + 1;
-	default: return (uint32_t)((r >> 8) % 128) + 1;
-	}
-}
-
-/* A doorbell for the sleeping runs: an eventfd. */
-static int ring_bell(void *ctx)
-{
-	uint64_t one = 1;
-
-	return write(*(int *)ctx, &one, sizeof(one)) == sizeof(one) ? 0 : -1;
-}
-
-/* Wait for a bell; 0 when it rang, -1 when 2 s passed without one. */
-static int wait_bell(int fd)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	uint64_t v;
-
-	if (poll(&p, 1, 2000) <= 0)
-		return -1;
-	if (read(fd, &v, sizeof(v)) < 0)
-		return -1;
-	return 0;
-}
-
-struct run {
-	struct vshm_window dw, vw;	/* driver and device mappings */
-	struct vshm_vq_layout l;
-	uint64_t features;
-	int sleepy;			/* sleep on doorbells when idle */
-	int drv_bell, dev_bell;		/* eventfds: wake the driver / device */
-	unsigned long chains;
-	uint64_t data_base;
-	uint64_t deadline;
-	/* results: each written by one thread, read after join */
-	unsigned long drv_done, dev_done;
-	unsigned long bad_out, bad_in, bad_len;
-	unsigned long drv_sleeps, dev_sleeps, drv_lost, dev_lost;
-	int drv_err, dev_err;
-	const char *drv_why, *dev_why;
-	struct vshm_drv_vq *dvq;
-	struct vshm_dev_vq *vvq;
-	int stop;			/* atomic */
-};
-
-struct chain_rec {		/* driver-private: what was posted */
-	uint64_t seq;
-	unsigned nout, nin;
-	struct vshm_sg sg[MAX_SG];
-	unsigned slot;
-};
-
-static void *device_thread(void *arg)
-{
-	struct run *r = arg;
-	struct vshm_dev_vq *vq = r->vvq;
-	static struct vshm_iov iov[HOLD][MAX_SG];
-	struct vshm_chain held[HOLD];
-	uint64_t held_seq[HOLD];
-	unsigned nheld = 0;
-	uint64_t seq = 0, rs = 0x9e3779b97f4a7c15ull;
-	unsigned idle = 0;
-	int rc;
-
-	while (r->dev_done < r->chains) {
-		unsigned slot = nheld;
-
-		rc = nheld < HOLD ? vshm_dev_vq_pop(vq, &held[slot], iov[slot], MAX_SG) : 0;
-		if (rc < 0) {
-			r->dev_err = rc;
-			r->dev_why = vshm_dev_vq_error(vq);
-			break;
-		}
-		if (rc == 1) {
-			struct vshm_chain *c = &held[slot];
-			uint64_t j = 0;
-
-			/* Verify every readable byte. */
-			for (unsigned k = 0; k < c->nout; k++) {
-				const uint8_t *p = c->iov[k].base;
-
-				for (uint32_t b = 0; b < c->iov[k].len; b++, j++)
-					if (p[b] != out_pat(seq, j))
-						r->bad_out++;
-			}
-			held_seq[slot] = seq++;
-			nheld++;
-			idle = 0;
-		}
-		/* Complete a random held chain when full, or when idle. */
-		if (nheld && (nheld == HOLD || rc == 0 || (rnd(&rs) & 3) == 0)) {
-			unsigned pick = (unsigned)(rnd(&rs) % nheld);
-			struct vshm_chain *c = &held[pick];
-			uint64_t written = c->in_bytes ? rnd(&rs) % (c->in_bytes + 1) : 0, j = 0;
-
-			if ((rnd(&rs) & 3) == 0)
-				written = c->in_bytes;
-			for (unsigned k = c->nout; k < c->nout + c->nin && j < written; k++) {
-				uint8_t *p = c->iov[k].base;
-
-				for (uint32_t b = 0; b < c->iov[k].len && j < written; b++, j++)
-					p[b] = in_pat(held_seq[pick], j);
-			}
-			if (vshm_dev_vq_push(vq, c->head, (uint32_t)written) ||
-			    vshm_dev_vq_complete(vq) < 0) {
-				r->dev_err = -EIO;
-				r->dev_why = vshm_dev_vq_error(vq);
-				break;
-			}
-			r->dev_done++;
-			/* keep held[] dense: move the last into the hole */
-			nheld--;
-			if (pick != nheld) {
-				held[pick] = held[nheld];
-				held_seq[pick] = held_seq[nheld];
-				memcpy(iov[pick], iov[nheld], sizeof(iov[0][0]) * (held[pick].nout + held[pick].nin));
-				held[pick].iov = iov[pick];
-			}
-			continue;
-		}
-		if (rc != 0)
-			continue;
-		if (r->sleepy) {
-			/* Nothing available, nothing held: arm, re-check, sleep. */
-			rc = vshm_dev_vq_enable_notify(vq);
-			if (rc < 0) {
-				r->dev_err = rc;
-				r->dev_why = vshm_dev_vq_error(vq);
-				break;
-			}
-			if (rc == 0) {
-				r->dev_sleeps++;
-				if (wait_bell(r->dev_bell) < 0) {
-					/* the driver cannot be idle now: a lost kick */
-					if (r->dev_done < r->chains &&
-					    !__atomic_load_n(&r->stop, __ATOMIC_RELAXED))
-						r->dev_lost++;
-				}
-			}
-			vshm_dev_vq_disable_notify(vq);
-		}
-		if (++idle > 64) {
-			sched_yield();
-			idle = 0;
-			if (now_ns() > r->deadline || __atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
-				r->dev_err = -ETIMEDOUT;
-				break;
-			}
-		} else {
-			vshm_cpu_relax();
-		}
-	}
-	return NULL;
-}
-
-static void check_completion(struct run *r, struct chain_rec *cr, uint32_t len)
-{
-	uint64_t j = 0, posted = 0;
-	const uint8_t *base = r->dw.base;
-
-	for (unsigned k = cr->nout; k < cr->nout + cr->nin; k++)
-		posted += cr->sg[k].len;
-	if (len > posted) {
-		r->bad_len++;
-		return;
-	}
-	for (unsigned k = cr->nout; k < cr->nout + cr->nin && j < len; k++) {
-		const uint8_t *p = base + cr->sg[k].off;
-
-		for (uint32_t b = 0; b < cr->sg[k].len && j < len; b++, j++)
-			if (p[b] != in_pat(cr->seq, j))
-				r->bad_in++;
-	}
-}
-
-static void *driver_thread(void *arg)
-{
-	struct run *r = arg;
-	struct vshm_drv_vq *vq = r->dvq;
-	static struct chain_rec recs[QNUM];
-	unsigned free_slots[QNUM], nfree = QNUM;
-	uint64_t seq = 0, rs = 0x2545f4914f6cdd1dull;
-	unsigned long added = 0;
-	unsigned idle = 0;
-	int rc = 0;
-
-	for (unsigned i = 0; i < QNUM; i++)
-		free_slots[i] = QNUM - 1 - i;
-	if (r->sleepy)
-		vshm_drv_vq_disable_cb(vq);
-	while (r->drv_done < r->chains) {
-		int progressed = 0;
-		unsigned batch = (unsigned)(rnd(&rs) % 8) + 1;
-
-		/* Add a batch of random chains, publish once. */
-		for (unsigned b = 0; b < batch && added < r->chains && nfree; b++) {
-			struct chain_rec *cr;
-			unsigned slot = free_slots[nfree - 1], n;
-			uint64_t j = 0;
-
-			cr = &recs[slot];
-			cr->slot = slot;
-			cr->seq = seq;
-			cr->nout = (unsigned)(rnd(&rs) % 5);
-			cr->nin = (unsigned)(rnd(&rs) % 4);
-			if (cr->nout + cr->nin == 0)
-				cr->nout = 1;
-			n = cr->nout + cr->nin;
-			for (unsigned k = 0; k < n; k++) {
-				uint32_t len = rnd_len(&rs);
-				uint32_t skew = len < 4096 ? (uint32_t)(rnd(&rs) % (4096 - len + 1)) : 0;
-
-				cr->sg[k].off = r->data_base + (uint64_t)slot * SLOT_BYTES + k * 4096u + skew;
-				cr->sg[k].len = len;
-				cr->sg[k].flags = 0;
-				if (k < cr->nout) {
-					uint8_t *p = r->dw.base + cr->sg[k].off;
-
-					for (uint32_t x = 0; x < len; x++, j++)
-						p[x] = out_pat(seq, j);
-				}
-			}
-			{
-				unsigned fl = 0;
-				uint64_t pick = rnd(&rs) % 3;
-
-				if (pick == 0)
-					fl = VSHM_ADD_NO_INDIRECT;
-				else if (pick == 1)
-					fl = VSHM_ADD_INDIRECT;
-				rc = vshm_drv_vq_add_ex(vq, cr->sg, cr->nout, cr->nin, cr, fl);
-			}
-			if (rc == -ENOSPC)
-				break;
-			if (rc) {
-				r->drv_err = rc;
-				r->drv_why = vshm_drv_vq_error(vq);
-				goto out;
-			}
-			nfree--;
-			seq++;
-			added++;
-			progressed = 1;
-		}
-		if (vshm_drv_vq_kick(vq) < 0) {
-			r->drv_err = -EIO;
-			r->drv_why = vshm_drv_vq_error(vq);
-			goto out;
-		}
-		/* Harvest what is there. */
-		for (;;) {
-			void *cookies[16];
-			uint32_t lens[16];
-			int got = vshm_drv_vq_harvest_batch(vq, cookies, lens, 16);
-
-			if (got < 0) {
-				r->drv_err = got;
-				r->drv_why = vshm_drv_vq_error(vq);
-				goto out;
-			}
-			for (int g = 0; g < got; g++) {
-				struct chain_rec *cr = cookies[g];
-
-				check_completion(r, cr, lens[g]);
-				free_slots[nfree++] = cr->slot;
-				r->drv_done++;
-			}
-			if (got)
-				progressed = 1;
-			if (got < 16)
-				break;
-		}
-		if (progressed) {
-			idle = 0;
-			continue;
-		}
-		if (r->sleepy && vshm_drv_vq_inflight(vq)) {
-			/* Cannot add, nothing harvested: arm, re-check, sleep. */
-			rc = vshm_drv_vq_enable_cb(vq);
-			if (rc < 0) {
-				r->drv_err = rc;
-				r->drv_why = vshm_drv_vq_error(vq);
-				goto out;
-			}
-			if (rc == 0) {
-				r->drv_sleeps++;
-				if (wait_bell(r->drv_bell) < 0)
-					r->drv_lost++;	/* chains in flight: a lost interrupt */
-			}
-			vshm_drv_vq_disable_cb(vq);
-		}
-		if (++idle > 64) {
-			sched_yield();
-			idle = 0;
-			if (now_ns() > r->deadline) {
-				r->drv_err = -ETIMEDOUT;
-				break;
-			}
-		} else {
-			vshm_cpu_relax();
-		}
-	}
-out:
-	__atomic_store_n(&r->stop, 1, __ATOMIC_RELAXED);
-	if (r->sleepy)
-		ring_bell(&r->dev_bell);	/* let a sleeping device see stop */
-	if (!r->drv_err && vshm_drv_vq_inflight(vq) != 0)
-		r->drv_err = -EBADE;
-	return NULL;
-}
-
-static void run_threads(const char *name, uint64_t features, int sleepy, unsigned long chains)
-{
-	struct vshm_window_opts o = { .size = WIN_SIZE, .vectors = 2, .name = "vq-packed-test" };
-	static struct run r;
-	struct vshm_vq_notify kick, irq;
-	struct vshm_vq_stats ds, vs;
-	pthread_t td, tv;
-	int64_t used;
-	uint64_t t0;
-
-	memset(&r, 0, sizeof(r));
-	if (vshm_window_create(&r.dw, &o) || vshm_window_map(&r.vw, r.dw.fd)) {
-		ok(0, "%s: window", name);
-		return;
-	}
-	/* The device never needs the header or mailbox: take them away. */
-	vshm_window_protect_ctrl(&r.vw, PROT_NONE);
-	used = vshm_vq_layout_packed(&r.l, r.dw.drv_lo, QNUM, MAX_SG);
-	r.features = features | F_PACKED;
-	r.sleepy = sleepy;
-	r.chains = chains;
-	r.data_base = (r.dw.drv_lo + (uint64_t)used + 4095) & ~4095ull;
-	r.drv_bell = eventfd(0, EFD_CLOEXEC);
-	r.dev_bell = eventfd(0, EFD_CLOEXEC);
-	kick.notify = ring_bell;
-	kick.ctx = &r.dev_bell;
-	irq.notify = ring_bell;
-	irq.ctx = &r.drv_bell;
-	if (r.drv_bell < 0 || r.dev_bell < 0 ||
-	    vshm_drv_vq_create(&r.dvq, &r.dw, &r.l, r.features, &kick) ||
-	    vshm_dev_vq_create(&r.vvq, &r.vw, &r.l, r.features, &irq)) {
-		ok(0, "%s: queues", name);
-		return;
-	}
-	t0 = now_ns();
-	r.deadline = t0 + 300ull * 1000000000ull;
-	pthread_create(&tv, NULL, device_thread, &r);
-	pthread_create(&td, NULL, driver_thread, &r);
-	pthread_join(td, NULL);
-	pthread_join(tv, NULL);
-	ok(r.drv_err == 0 && r.dev_err == 0, "%s: both sides ran clean (drv %d%s%s, dev %d%s%s)",
-	   name, r.drv_err, r.drv_why ? ": " : "", r.drv_why ? r.drv_why : "",
-	   r.dev_err, r.dev_why ? ": " : "", r.dev_why ? r.dev_why : "");
-	is(r.drv_done, chains, "%s: driver harvested every chain", name);
-	is(r.dev_done, chains, "%s: device completed every chain", name);
-	is(r.bad_out, 0, "%s: every device-readable byte arrived intact", name);
-	is(r.bad_in, 0, "%s: every device-written byte arrived intact", name);
-	is(r.bad_len, 0, "%s: no used length exceeded what was posted", name);
-	vshm_drv_vq_stats(r.dvq, &ds);
-	vshm_dev_vq_stats(r.vvq, &vs);
-	ok(ds.chains == chains && vs.chains == chains && ds.completions == chains &&
-	   vs.completions == chains, "%s: counters agree (%llu/%llu added/popped)", name,
-	   (unsigned long long)ds.chains, (unsigned long long)vs.chains);
-	if (features & F_IND)
-		ok(ds.indirect > 0 && ds.indirect == vs.indirect,
-		   "%s: indirect tables used (%llu)", name, (unsigned long long)ds.indirect);
-	else
-		is(ds.indirect + vs.indirect, 0, "%s: no indirect table without INDIRECT_DESC", name);
-	if (sleepy) {
-		is(r.drv_lost + r.dev_lost, 0, "%s: no lost wake-up (slept %lu/%lu times)", name,
-		   r.drv_sleeps, r.dev_sleeps);
-		/* Whether each side sleeps depends on scheduling (a fast side
-		 * may never need to); the run must at least take the path. */
-		ok(r.drv_sleeps + r.dev_sleeps > 0, "%s: the sleeping path was taken (driver %lu, device %lu)",
-		   name, r.drv_sleeps, r.dev_sleeps);
-	}
-	diag("%s: %lu chains in %.2f s; kicks %llu (%llu suppressed), interrupts %llu (%llu suppressed)",
-	     name, chains, (double)(now_ns() - t0) / 1e9,
-	     (unsigned long long)ds.notifies, (unsigned long long)ds.suppressed,
-	     (unsigned long long)vs.notifies, (unsigned long long)vs.suppressed);
-	vshm_drv_vq_destroy(r.dvq);
-	vshm_dev_vq_destroy(r.vvq);
-	close(r.drv_bell);
-	close(r.dev_bell);
-	vshm_window_unmap(&r.vw);
-	vshm_window_unmap(&r.dw);
-}
 
 /*
  * The notification handshakes, raced head on.  Each round both threads
@@ -771,18 +346,8 @@ static void test_api(void)
 	is(vshm_drv_vq_create(&d, &w, &l, feat, NULL), 0, "driver queue created");
 	is(vshm_dev_vq_create(&v, &w, &l, feat, NULL), 0, "device queue created");
 
-	for (int i = 0; i < 4; i++) {
-		sg[i].off = w.drv_lo + 65536 + (uint64_t)i * 4096;
-		sg[i].len = 100;
-		sg[i].flags = 0;
-	}
-	is(vshm_drv_vq_add(d, sg, 1, 0, NULL), -EINVAL, "add refuses a NULL cookie");
-	is(vshm_drv_vq_add(d, sg, 0, 0, &x), -EINVAL, "add refuses an empty chain");
-	sg[3].off = 0;
-	is(vshm_drv_vq_add(d, sg, 2, 2, &x), -EINVAL, "add refuses a buffer in the header");
-	sg[3].off = w.size - 50;
-	is(vshm_drv_vq_add(d, sg, 2, 2, &x), -EINVAL, "add refuses a buffer past the end");
-	sg[3].off = w.drv_lo + 65536 + 3 * 4096;
+	vqh_four_buffers(sg, &w);
+	vqh_add_refusals(d, &w, sg, &x);
 	{
 		struct vshm_sg five[5];
 
@@ -843,13 +408,7 @@ static void test_api(void)
 	vshm_dev_vq_publish(v);
 	is(vshm_drv_vq_harvest(d, &cookie, &len), 1, "harvest indirect completion");
 	ok(cookie == &y && len == 0, "its cookie");
-	is(vshm_drv_vq_add(d, sg, 1, 0, &x), 0, "add one more");
-	is(vshm_drv_vq_publish(d), 0, "no kick: the device has not re-armed its event index");
-	is(vshm_dev_vq_enable_notify(v), 1, "enable_notify sees the pending chain (no sleep)");
-	is(vshm_dev_vq_pop(v, &c, iov, 8), 1, "pop it");
-	is(vshm_dev_vq_enable_notify(v), 0, "armed with nothing pending");
-	is(vshm_drv_vq_add(d, sg, 1, 0, &y), 0, "add another");
-	is(vshm_drv_vq_publish(d), 1, "now the kick is requested");
+	vqh_kick_contract(d, v, sg, &c, iov, &x, &y);
 	vshm_dev_vq_disable_notify(v);
 	is(vshm_drv_vq_add(d, &sg[2], 1, 0, &z), 0, "add a third");
 	is(vshm_drv_vq_publish(d), 0, "notifications disabled: no kick");
@@ -1019,6 +578,11 @@ static void test_api(void)
 	vshm_window_unmap(&w);
 }
 
+static const struct vqh_cfg packed = {
+	.layout = vshm_vq_layout_packed, .layout_arg = VQH_MAX_SG, .features = F_PACKED,
+	.max_out = 4, .max_in = 3, .pick_indirect = 1,
+};
+
 int main(void)
 {
 	unsigned long n = tap_scale(200000), s = tap_scale(100000), h = tap_scale(HS_ROUNDS);
@@ -1029,11 +593,11 @@ int main(void)
 	test_handshake("interrupt handshake, event_idx", F_EV, 1, h);
 	test_handshake("interrupt handshake, flags", 0, 1, h);
 	/* Six configurations, a million chains in all. */
-	run_threads("event_idx+indirect", F_EV | F_IND, 0, n);
-	run_threads("event_idx", F_EV, 0, n);
-	run_threads("flags+indirect", F_IND, 0, n);
-	run_threads("flags", 0, 0, n);
-	run_threads("sleeping, event_idx+indirect", F_EV | F_IND, 1, s);
-	run_threads("sleeping, flags", 0, 1, s);
+	vqh_run_as(&packed, "event_idx+indirect", F_EV | F_IND, 0, n);
+	vqh_run_as(&packed, "event_idx", F_EV, 0, n);
+	vqh_run_as(&packed, "flags+indirect", F_IND, 0, n);
+	vqh_run_as(&packed, "flags", 0, 0, n);
+	vqh_run_as(&packed, "sleeping, event_idx+indirect", F_EV | F_IND, 1, s);
+	vqh_run_as(&packed, "sleeping, flags", 0, 1, s);
 	return tap_done();
 }
