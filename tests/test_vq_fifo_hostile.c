@@ -5,9 +5,8 @@
  * Each case builds a fresh window and queue, lets the hostile side write its
  * ring words and frames by hand, and checks that our side refuses them:
  * -EIO, the queue broken for good with the expected reason, and nothing
- * touched outside the window.  The side under test runs on its own mapping
- * whose header and mailbox pages are PROT_NONE and which sits between guard
- * pages, so a stray access kills the test instead of passing silently.
+ * touched outside the window (tests/vq_hostile.h: the side under test has
+ * the header and mailbox PROT_NONE and guard pages around its mapping).
  * Every outstanding request of a broken driver queue comes back once
  * through detach.
  */
@@ -15,50 +14,37 @@
 #include <stdint.h>
 #include <string.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 
 #include <vshm/vq.h>
 #include "barrier.h"
 #include "tap.h"
+#include "vq_hostile.h"
 
 #define QNUM	8u
 #define RING	4096u
 
-static const uint64_t FIFO = 1ull << VSHM_F_FIFO_RING;
+#define FIFO	(1ull << VSHM_F_FIFO_RING)
+#define CANARY	0x5a
 
-struct env {
-	struct vshm_window w;	/* the hostile side's view */
-	struct vshm_window t;	/* the side under test: ctrl pages PROT_NONE */
-	struct vshm_vq_layout l;
-	struct vshm_fifo_ctrl *dc, *vc;	/* D2V and V2D control blocks */
-	uint8_t *dd, *vd;		/* their data areas */
-	uint64_t buf;		/* scratch buffers */
-	uint32_t pos;		/* the hostile producer's position */
-};
-
-static int env_init(struct env *e)
+/* The D2V and V2D control blocks and data areas, as the hostile side sees them. */
+static struct vshm_fifo_ctrl *dc(struct hostile_env *e)
 {
-	struct vshm_window_opts o = { .size = 4u << 20, .vectors = 1 };
-	int64_t used;
-
-	memset(e, 0, sizeof(*e));
-	if (vshm_window_create(&e->w, &o) || vshm_window_map(&e->t, e->w.fd))
-		return -1;
-	if (vshm_window_protect_ctrl(&e->t, PROT_NONE))
-		return -1;
-	used = vshm_vq_layout_fifo(&e->l, e->w.drv_lo, QNUM, RING);
-	e->dc = (void *)(e->w.base + e->l.desc);
-	e->vc = (void *)(e->w.base + e->l.avail);
-	e->dd = e->w.base + e->l.desc + VSHM_FIFO_CTRL_SIZE;
-	e->vd = e->w.base + e->l.avail + VSHM_FIFO_CTRL_SIZE;
-	e->buf = (e->w.drv_lo + (uint64_t)used + 4095) & ~4095ull;
-	return 0;
+	return (struct vshm_fifo_ctrl *)(void *)(e->w.base + e->l.desc);
 }
 
-static void env_fini(struct env *e)
+static struct vshm_fifo_ctrl *vc(struct hostile_env *e)
 {
-	vshm_window_unmap(&e->t);
-	vshm_window_unmap(&e->w);
+	return (struct vshm_fifo_ctrl *)(void *)(e->w.base + e->l.avail);
+}
+
+static uint8_t *dd(struct hostile_env *e)
+{
+	return e->w.base + e->l.desc + VSHM_FIFO_CTRL_SIZE;
+}
+
+static uint8_t *vd(struct hostile_env *e)
+{
+	return e->w.base + e->l.avail + VSHM_FIFO_CTRL_SIZE;
 }
 
 static void put(uint8_t *data, uint32_t pos, uint32_t len, uint16_t type, uint16_t id,
@@ -77,226 +63,157 @@ static void put(uint8_t *data, uint32_t pos, uint32_t len, uint16_t type, uint16
 /* Hostile driver vs our device side                                        */
 
 /* A well-formed REQUEST at the producer position (PAD first if needed). */
-static void hd_req(struct env *e, uint16_t id, uint32_t out, uint32_t in)
+static void hd_req(struct hostile_env *e, uint16_t id, uint32_t out, uint32_t in)
 {
 	uint32_t len = (16 + out + 15) & ~15u, rest = RING - (e->pos & (RING - 1));
 
 	if (rest < len) {
-		put(e->dd, e->pos, rest, VSHM_FIFO_PAD, 0, 0, 0);
+		put(dd(e), e->pos, rest, VSHM_FIFO_PAD, 0, 0, 0);
 		e->pos += rest;
 	}
-	put(e->dd, e->pos, len, VSHM_FIFO_REQUEST, id, out, in);
+	put(dd(e), e->pos, len, VSHM_FIFO_REQUEST, id, out, in);
 	e->pos += len;
 }
 
-static void hd_raw(struct env *e, uint32_t len, uint16_t type, uint16_t id, uint32_t a, uint32_t b,
+static void hd_raw(struct hostile_env *e, uint32_t len, uint16_t type, uint16_t id, uint32_t a, uint32_t b,
 		   uint32_t advance)
 {
-	put(e->dd, e->pos, len, type, id, a, b);
+	put(dd(e), e->pos, len, type, id, a, b);
 	e->pos += advance;
 }
 
-static void hd_publish(struct env *e, uint32_t tail)
+static void hd_publish(struct hostile_env *e, uint32_t tail)
 {
-	vshm_store_release(&e->dc->tail, tail);
+	vshm_store_release(&dc(e)->tail, tail);
 }
 
-static void hd_setup(struct env *e)
+/* What the driver writes first: zeroed blocks, the ring sizes; canaries in scratch. */
+static void prepare(struct hostile_env *e)
 {
-	memset(e->dc, 0, VSHM_FIFO_CTRL_SIZE);
-	memset(e->vc, 0, VSHM_FIFO_CTRL_SIZE);
-	e->dc->size = RING;
-	e->vc->size = RING;
+	memset(dc(e), 0, VSHM_FIFO_CTRL_SIZE);
+	memset(vc(e), 0, VSHM_FIFO_CTRL_SIZE);
+	dc(e)->size = RING;
+	vc(e)->size = RING;
+	memset(e->w.base + e->buf, CANARY, 65536);
 }
 
-typedef void (*hd_fn)(struct env *e);
-
-static void hd_tail_jump(struct env *e) { hd_req(e, 0, 8, 8); hd_publish(e, RING + 16); }
-static void hd_tail_backwards(struct env *e) { hd_req(e, 0, 8, 8); hd_publish(e, (uint32_t)-16); }
-static void hd_tail_unaligned(struct env *e) { hd_req(e, 0, 8, 8); hd_publish(e, 8); }
-static void hd_len_zero(struct env *e) { hd_raw(e, 0, VSHM_FIFO_REQUEST, 0, 0, 0, 16); hd_publish(e, e->pos); }
-static void hd_len_odd(struct env *e) { hd_raw(e, 24, VSHM_FIFO_REQUEST, 0, 8, 0, 32); hd_publish(e, e->pos); }
-static void hd_len_past_tail(struct env *e) { hd_raw(e, 64, VSHM_FIFO_REQUEST, 0, 48, 0, 32); hd_publish(e, e->pos); }
-static void hd_out_mismatch(struct env *e) { hd_raw(e, 32, VSHM_FIFO_REQUEST, 0, 100, 0, 32); hd_publish(e, e->pos); }
-static void hd_out_short(struct env *e) { hd_raw(e, 48, VSHM_FIFO_REQUEST, 0, 8, 0, 48); hd_publish(e, e->pos); }
-static void hd_out_huge(struct env *e) { hd_raw(e, 32, VSHM_FIFO_REQUEST, 0, 0xfffffff8u, 0, 32); hd_publish(e, e->pos); }
-static void hd_over_half(struct env *e) { hd_req(e, 0, 2040, 0); hd_publish(e, e->pos); }
-static void hd_in_too_big(struct env *e) { hd_req(e, 0, 0, 2033); hd_publish(e, e->pos); }
-static void hd_in_huge(struct env *e) { hd_req(e, 0, 0, 0xffffffffu); hd_publish(e, e->pos); }
-static void hd_type_unknown(struct env *e) { hd_raw(e, 16, 7, 0, 0, 0, 16); hd_publish(e, e->pos); }
-static void hd_type_completion(struct env *e) { hd_raw(e, 16, VSHM_FIFO_COMPLETION, 0, 0, 0, 16); hd_publish(e, e->pos); }
-static void hd_pad_short(struct env *e) { hd_raw(e, 64, VSHM_FIFO_PAD, 0, 0, 0, 64); hd_req(e, 0, 0, 0); hd_publish(e, e->pos); }
-static void hd_id_oob(struct env *e) { hd_req(e, QNUM, 8, 8); hd_publish(e, e->pos); }
-static void hd_id_huge(struct env *e) { hd_req(e, 0xffff, 8, 8); hd_publish(e, e->pos); }
-static void hd_id_twice(struct env *e) { hd_req(e, 3, 8, 8); hd_req(e, 3, 8, 8); hd_publish(e, e->pos); }
-static void hd_segments(struct env *e) { hd_req(e, 0, 8, 8); hd_publish(e, e->pos); }
-static void hd_good_then_bad(struct env *e) { hd_req(e, 0, 8, 8); hd_req(e, 1, 8, 8); hd_req(e, QNUM, 0, 0); hd_publish(e, e->pos); }
+static void hd_tail_jump(struct hostile_env *e) { hd_req(e, 0, 8, 8); hd_publish(e, RING + 16); }
+static void hd_tail_backwards(struct hostile_env *e) { hd_req(e, 0, 8, 8); hd_publish(e, (uint32_t)-16); }
+static void hd_tail_unaligned(struct hostile_env *e) { hd_req(e, 0, 8, 8); hd_publish(e, 8); }
+static void hd_len_zero(struct hostile_env *e) { hd_raw(e, 0, VSHM_FIFO_REQUEST, 0, 0, 0, 16); hd_publish(e, e->pos); }
+static void hd_len_odd(struct hostile_env *e) { hd_raw(e, 24, VSHM_FIFO_REQUEST, 0, 8, 0, 32); hd_publish(e, e->pos); }
+static void hd_len_past_tail(struct hostile_env *e) { hd_raw(e, 64, VSHM_FIFO_REQUEST, 0, 48, 0, 32); hd_publish(e, e->pos); }
+static void hd_out_mismatch(struct hostile_env *e) { hd_raw(e, 32, VSHM_FIFO_REQUEST, 0, 100, 0, 32); hd_publish(e, e->pos); }
+static void hd_out_short(struct hostile_env *e) { hd_raw(e, 48, VSHM_FIFO_REQUEST, 0, 8, 0, 48); hd_publish(e, e->pos); }
+static void hd_out_huge(struct hostile_env *e) { hd_raw(e, 32, VSHM_FIFO_REQUEST, 0, 0xfffffff8u, 0, 32); hd_publish(e, e->pos); }
+static void hd_over_half(struct hostile_env *e) { hd_req(e, 0, 2040, 0); hd_publish(e, e->pos); }
+static void hd_in_too_big(struct hostile_env *e) { hd_req(e, 0, 0, 2033); hd_publish(e, e->pos); }
+static void hd_in_huge(struct hostile_env *e) { hd_req(e, 0, 0, 0xffffffffu); hd_publish(e, e->pos); }
+static void hd_type_unknown(struct hostile_env *e) { hd_raw(e, 16, 7, 0, 0, 0, 16); hd_publish(e, e->pos); }
+static void hd_type_completion(struct hostile_env *e) { hd_raw(e, 16, VSHM_FIFO_COMPLETION, 0, 0, 0, 16); hd_publish(e, e->pos); }
+static void hd_pad_short(struct hostile_env *e) { hd_raw(e, 64, VSHM_FIFO_PAD, 0, 0, 0, 64); hd_req(e, 0, 0, 0); hd_publish(e, e->pos); }
+static void hd_id_oob(struct hostile_env *e) { hd_req(e, QNUM, 8, 8); hd_publish(e, e->pos); }
+static void hd_id_huge(struct hostile_env *e) { hd_req(e, 0xffff, 8, 8); hd_publish(e, e->pos); }
+static void hd_id_twice(struct hostile_env *e) { hd_req(e, 3, 8, 8); hd_req(e, 3, 8, 8); hd_publish(e, e->pos); }
+static void hd_segments(struct hostile_env *e) { hd_req(e, 0, 8, 8); hd_publish(e, e->pos); }
+static void hd_good_then_bad(struct hostile_env *e) { hd_req(e, 0, 8, 8); hd_req(e, 1, 8, 8); hd_req(e, QNUM, 0, 0); hd_publish(e, e->pos); }
 
 /* Three 1 KiB requests take the consumer to offset 3072. */
-static void hd_three_kib(struct env *e)
+static void hd_three_kib(struct hostile_env *e)
 {
 	for (uint16_t i = 0; i < 3; i++)
 		hd_req(e, i, 1008, 0);
 	hd_publish(e, e->pos);
 }
 
-static void hd_then_wrap_frame(struct env *e) { hd_raw(e, 2048, VSHM_FIFO_REQUEST, 0, 2032, 0, 2048); hd_publish(e, e->pos); }
-static void hd_then_pad_fields(struct env *e) { hd_raw(e, 1024, VSHM_FIFO_PAD, 1, 0, 0, 1024); hd_req(e, 0, 0, 0); hd_publish(e, e->pos); }
-static void hd_then_tail_back(struct env *e) { hd_publish(e, e->pos - 16); }
-static void hd_then_tail_stale(struct env *e) { hd_publish(e, e->pos - 3072); }
+/* Second rounds: the released first round is the hostile side's to reuse. */
+static void released(struct hostile_env *e)
+{
+	vshm_store_release(&vc(e)->head, vshm_load_acquire(&vc(e)->tail));
+}
+
+static void hd_then_wrap_frame(struct hostile_env *e) { released(e); hd_raw(e, 2048, VSHM_FIFO_REQUEST, 0, 2032, 0, 2048); hd_publish(e, e->pos); }
+static void hd_then_pad_fields(struct hostile_env *e) { released(e); hd_raw(e, 1024, VSHM_FIFO_PAD, 1, 0, 0, 1024); hd_req(e, 0, 0, 0); hd_publish(e, e->pos); }
+static void hd_then_tail_back(struct hostile_env *e) { released(e); hd_publish(e, e->pos - 16); }
+static void hd_then_tail_stale(struct hostile_env *e) { released(e); hd_publish(e, e->pos - 3072); }
 
 /* Two requests reserve all of V2D; the third needs the driver's head. */
-static void hd_fill_v2d(struct env *e)
+static void hd_fill_v2d(struct hostile_env *e)
 {
 	hd_req(e, 0, 0, 2032);
 	hd_req(e, 1, 0, 2032);
 	hd_publish(e, e->pos);
 }
 
-static void hd_then_v2d_head_past(struct env *e) { hd_req(e, 2, 0, 2032); hd_publish(e, e->pos); vshm_store_release(&e->vc->head, 2 * 2048 + 16); }
-static void hd_then_v2d_head_back(struct env *e) { hd_req(e, 2, 0, 2032); hd_publish(e, e->pos); vshm_store_release(&e->vc->head, (uint32_t)-16); }
-static void hd_then_v2d_head_odd(struct env *e) { hd_req(e, 2, 0, 2032); hd_publish(e, e->pos); vshm_store_release(&e->vc->head, 8); }
+static void hd_then_v2d_head_past(struct hostile_env *e) { released(e); hd_req(e, 2, 0, 2032); hd_publish(e, e->pos); vshm_store_release(&vc(e)->head, 2 * 2048 + 16); }
+static void hd_then_v2d_head_back(struct hostile_env *e) { released(e); hd_req(e, 2, 0, 2032); hd_publish(e, e->pos); vshm_store_release(&vc(e)->head, (uint32_t)-16); }
+static void hd_then_v2d_head_odd(struct hostile_env *e) { released(e); hd_req(e, 2, 0, 2032); hd_publish(e, e->pos); vshm_store_release(&vc(e)->head, 8); }
 
-static const struct {
-	const char *name;
-	hd_fn fn;		/* first round */
-	hd_fn again;		/* after the first round is completed and released */
-	const char *why;	/* expected reason, a substring */
-	unsigned good;		/* requests popped before the refusal */
-	unsigned max_iov;
-	int keep;		/* run again while the first round is still held */
-} dcases[] = {
-	{ "D2V tail jumps past the ring size", hd_tail_jump, NULL, "more than the ring size", 0, 2, 0 },
-	{ "D2V tail moves backwards (below head)", hd_tail_backwards, NULL, "backwards", 0, 2, 0 },
-	{ "D2V tail not a multiple of 16", hd_tail_unaligned, NULL, "multiple of 16", 0, 2, 0 },
-	{ "frame len 0", hd_len_zero, NULL, "length zero", 0, 2, 0 },
-	{ "frame len 24", hd_len_odd, NULL, "not a multiple of 16", 0, 2, 0 },
-	{ "frame beyond the produced bytes", hd_len_past_tail, NULL, "past the produced bytes", 0, 2, 0 },
-	{ "out_len larger than the frame", hd_out_mismatch, NULL, "does not match its out_len", 0, 2, 0 },
-	{ "frame longer than its out_len", hd_out_short, NULL, "does not match its out_len", 0, 2, 0 },
-	{ "out_len 2^32-8 (wraps when rounded)", hd_out_huge, NULL, "does not match its out_len", 0, 2, 0 },
-	{ "REQUEST over half the data area", hd_over_half, NULL, "longer than half", 0, 2, 0 },
-	{ "in_len too big for V2D", hd_in_too_big, NULL, "in_len too big", 0, 2, 0 },
-	{ "in_len 2^32-1", hd_in_huge, NULL, "in_len too big", 0, 2, 0 },
-	{ "unknown frame type", hd_type_unknown, NULL, "unknown D2V frame type", 0, 2, 0 },
-	{ "COMPLETION frame on D2V", hd_type_completion, NULL, "unknown D2V frame type", 0, 2, 0 },
-	{ "PAD not reaching the end", hd_pad_short, NULL, "PAD does not reach the end", 0, 2, 0 },
-	{ "id = num", hd_id_oob, NULL, "id out of range", 0, 2, 0 },
-	{ "id = 65535", hd_id_huge, NULL, "id out of range", 0, 2, 0 },
-	{ "id already in flight", hd_id_twice, NULL, "already in flight", 1, 2, 0 },
-	{ "more segments than the device accepts", hd_segments, NULL, "more buffers", 0, 1, 0 },
-	{ "two valid requests, then id = num", hd_good_then_bad, NULL, "id out of range", 2, 2, 0 },
-	{ "frame runs past the data area end", hd_three_kib, hd_then_wrap_frame, "past the end of the data area", 3, 2, 0 },
-	{ "PAD with a non-zero id", hd_three_kib, hd_then_pad_fields, "non-zero", 3, 2, 0 },
-	{ "D2V tail moves backwards after progress", hd_three_kib, hd_then_tail_back, "backwards", 3, 2, 0 },
-	{ "D2V tail back to an old value", hd_three_kib, hd_then_tail_stale, "backwards", 3, 2, 0 },
-	{ "V2D head runs past the device's tail", hd_fill_v2d, hd_then_v2d_head_past, "ran past the device's tail", 2, 2, 0 },
-	{ "V2D head moves backwards", hd_fill_v2d, hd_then_v2d_head_back, "V2D head moved backwards", 2, 2, 0 },
-	{ "V2D head not a multiple of 16", hd_fill_v2d, hd_then_v2d_head_odd, "V2D head not a multiple", 2, 2, 0 },
-	{ "D2V tail moves back over held requests", hd_three_kib, hd_then_tail_back, "backwards", 3, 2, 1 },
-	{ "D2V tail back to the released head", hd_three_kib, hd_then_tail_stale, "backwards", 3, 2, 1 },
+static const struct hostile_drv_case dcases[] = {
+	/* name, first round, second round, reason, features, good, segment limit, push, num, window */
+	{ "D2V tail jumps past the ring size", hd_tail_jump, NULL, "more than the ring size", FIFO, 0, 2, PUSH_ROUND, QNUM, 0 },
+	{ "D2V tail moves backwards (below head)", hd_tail_backwards, NULL, "backwards", FIFO, 0, 2, PUSH_ROUND, QNUM, 0 },
+	{ "D2V tail not a multiple of 16", hd_tail_unaligned, NULL, "multiple of 16", FIFO, 0, 2, PUSH_ROUND, QNUM, 0 },
+	{ "frame len 0", hd_len_zero, NULL, "length zero", FIFO, 0, 2, PUSH_ROUND, QNUM, 0 },
+	{ "frame len 24", hd_len_odd, NULL, "not a multiple of 16", FIFO, 0, 2, PUSH_ROUND, QNUM, 0 },
+	{ "frame beyond the produced bytes", hd_len_past_tail, NULL, "past the produced bytes", FIFO, 0, 2, PUSH_ROUND, QNUM, 0 },
+	{ "out_len larger than the frame", hd_out_mismatch, NULL, "does not match its out_len", FIFO, 0, 2, PUSH_ROUND, QNUM, 0 },
+	{ "frame longer than its out_len", hd_out_short, NULL, "does not match its out_len", FIFO, 0, 2, PUSH_ROUND, QNUM, 0 },
+	{ "out_len 2^32-8 (wraps when rounded)", hd_out_huge, NULL, "does not match its out_len", FIFO, 0, 2, PUSH_ROUND, QNUM, 0 },
+	{ "REQUEST over half the data area", hd_over_half, NULL, "longer than half", FIFO, 0, 2, PUSH_ROUND, QNUM, 0 },
+	{ "in_len too big for V2D", hd_in_too_big, NULL, "in_len too big", FIFO, 0, 2, PUSH_ROUND, QNUM, 0 },
+	{ "in_len 2^32-1", hd_in_huge, NULL, "in_len too big", FIFO, 0, 2, PUSH_ROUND, QNUM, 0 },
+	{ "unknown frame type", hd_type_unknown, NULL, "unknown D2V frame type", FIFO, 0, 2, PUSH_ROUND, QNUM, 0 },
+	{ "COMPLETION frame on D2V", hd_type_completion, NULL, "unknown D2V frame type", FIFO, 0, 2, PUSH_ROUND, QNUM, 0 },
+	{ "PAD not reaching the end", hd_pad_short, NULL, "PAD does not reach the end", FIFO, 0, 2, PUSH_ROUND, QNUM, 0 },
+	{ "id = num", hd_id_oob, NULL, "id out of range", FIFO, 0, 2, PUSH_ROUND, QNUM, 0 },
+	{ "id = 65535", hd_id_huge, NULL, "id out of range", FIFO, 0, 2, PUSH_ROUND, QNUM, 0 },
+	{ "id already in flight", hd_id_twice, NULL, "already in flight", FIFO, 1, 2, PUSH_ROUND, QNUM, 0 },
+	{ "more segments than the device accepts", hd_segments, NULL, "more buffers", FIFO, 0, 1, PUSH_ROUND, QNUM, 0 },
+	{ "two valid requests, then id = num", hd_good_then_bad, NULL, "id out of range", FIFO, 2, 2, PUSH_ROUND, QNUM, 0 },
+	{ "frame runs past the data area end", hd_three_kib, hd_then_wrap_frame, "past the end of the data area", FIFO, 3, 2, PUSH_ROUND, QNUM, 0 },
+	{ "PAD with a non-zero id", hd_three_kib, hd_then_pad_fields, "non-zero", FIFO, 3, 2, PUSH_ROUND, QNUM, 0 },
+	{ "D2V tail moves backwards after progress", hd_three_kib, hd_then_tail_back, "backwards", FIFO, 3, 2, PUSH_ROUND, QNUM, 0 },
+	{ "D2V tail back to an old value", hd_three_kib, hd_then_tail_stale, "backwards", FIFO, 3, 2, PUSH_ROUND, QNUM, 0 },
+	{ "V2D head runs past the device's tail", hd_fill_v2d, hd_then_v2d_head_past, "ran past the device's tail", FIFO, 2, 2, PUSH_ROUND, QNUM, 0 },
+	{ "V2D head moves backwards", hd_fill_v2d, hd_then_v2d_head_back, "V2D head moved backwards", FIFO, 2, 2, PUSH_ROUND, QNUM, 0 },
+	{ "V2D head not a multiple of 16", hd_fill_v2d, hd_then_v2d_head_odd, "V2D head not a multiple", FIFO, 2, 2, PUSH_ROUND, QNUM, 0 },
+	{ "D2V tail moves back over held requests", hd_three_kib, hd_then_tail_back, "backwards", FIFO, 3, 2, PUSH_NEVER, QNUM, 0 },
+	{ "D2V tail back to the released head", hd_three_kib, hd_then_tail_stale, "backwards", FIFO, 3, 2, PUSH_NEVER, QNUM, 0 },
 };
 
-/*
- * Pop everything (held, not pushed, so ids stay in flight); when a case has
- * a second round, complete and release the first, then run it.
- */
-static int pop_all(struct vshm_dev_vq *v, unsigned max_iov, unsigned *good, int keep)
-{
-	struct vshm_chain c;
-	struct vshm_iov iov[4];
-	uint16_t held[QNUM + 1];
-	unsigned n = 0;
-	int rc;
-
-	while ((rc = vshm_dev_vq_pop(v, &c, iov, max_iov)) == 1) {
-		(*good)++;
-		if (n < QNUM)
-			held[n++] = c.head;
-	}
-	if (keep)
-		return rc;
-	for (unsigned i = 0; i < n && rc == 0; i++)
-		vshm_dev_vq_push(v, held[i], 0);
-	if (rc == 0)
-		vshm_dev_vq_publish(v);
-	return rc;
-}
-
-static void test_hostile_driver(void)
-{
-	for (unsigned i = 0; i < sizeof(dcases) / sizeof(dcases[0]); i++) {
-		struct env e;
-		struct vshm_dev_vq *v;
-		struct vshm_chain c;
-		struct vshm_iov iov[4];
-		unsigned good = 0;
-		const char *err;
-		int rc;
-
-		if (env_init(&e)) {
-			ok(0, "hostile driver %u: setup", i + 1);
-			continue;
-		}
-		hd_setup(&e);
-		if (vshm_dev_vq_create(&v, &e.t, &e.l, FIFO, NULL)) {
-			ok(0, "hostile driver %u: create", i + 1);
-			env_fini(&e);
-			continue;
-		}
-		dcases[i].fn(&e);
-		rc = pop_all(v, dcases[i].max_iov, &good, dcases[i].keep);
-		if (rc == 0 && dcases[i].again) {
-			/* The released first round is the hostile side's to reuse. */
-			vshm_store_release(&e.vc->head, vshm_load_acquire(&e.vc->tail));
-			dcases[i].again(&e);
-			rc = pop_all(v, dcases[i].max_iov, &good, 0);
-		}
-		err = vshm_dev_vq_error(v);
-		ok(rc == -EIO && vshm_dev_vq_broken(v) && good == dcases[i].good &&
-		   err && strstr(err, dcases[i].why),
-		   "hostile driver %u: %s -> refused (%s)", i + 1, dcases[i].name, err ? err : "not refused");
-		if (good != dcases[i].good)
-			diag("popped %u, expected %u", good, dcases[i].good);
-		ok(vshm_dev_vq_pop(v, &c, iov, 4) == -EIO && vshm_dev_vq_push(v, 0, 0) == -EIO &&
-		   vshm_dev_vq_publish(v) == -EIO && vshm_dev_vq_enable_notify(v) == -EIO,
-		   "hostile driver %u: broken is sticky", i + 1);
-		vshm_dev_vq_destroy(v);
-		env_fini(&e);
-	}
-}
+static const struct hostile_ring ring;	/* defined below, after the hooks it names */
 
 /* The harness accepts honest rings (it is not vacuous); sizes are kept. */
 static void test_driver_control(void)
 {
-	struct env e;
+	static const struct hostile_drv_case pops = { .max_iov = 2, .push = PUSH_ROUND };
+	struct hostile_env e;
 	struct vshm_dev_vq *v;
 	struct vshm_chain c;
 	struct vshm_iov iov[2];
 	unsigned good = 0;
 	int rc;
 
-	if (env_init(&e)) {
+	if (hostile_dev_setup(&e, &v, &ring, 0, QNUM, FIFO)) {
 		ok(0, "control: setup");
 		return;
 	}
-	hd_setup(&e);
-	vshm_dev_vq_create(&v, &e.t, &e.l, FIFO, NULL);
 	/* a 2048-byte frame, a zero-length one, and one that ends exactly at
 	 * the end of the data area: a full ring */
 	hd_req(&e, 0, 2032, 0);
 	hd_req(&e, 1, 0, 0);
 	hd_req(&e, 2, 2016, 16);
 	hd_publish(&e, e.pos);
-	rc = pop_all(v, 2, &good, 0);
+	rc = hostile_pop_round(v, &pops, &good);
 	ok(rc == 0 && good == 3 && !vshm_dev_vq_broken(v), "control: a full ring of honest requests pops (%s)",
 	   vshm_dev_vq_error(v) ? vshm_dev_vq_error(v) : "healthy");
 
 	/* The driver rewrites both sizes after enable: the device kept its
 	 * copies, so a frame valid only for the bigger size is refused. */
-	e.dc->size = 1u << 20;
-	e.vc->size = 1u << 20;
-	vshm_store_release(&e.vc->head, vshm_load_acquire(&e.vc->tail));
+	dc(&e)->size = 1u << 20;
+	vc(&e)->size = 1u << 20;
+	vshm_store_release(&vc(&e)->head, vshm_load_acquire(&vc(&e)->tail));
 	hd_req(&e, 4, 100, 100);
 	hd_publish(&e, e.pos);
 	is(vshm_dev_vq_pop(v, &c, iov, 2), 1, "control: size rewritten after enable, honest frame still pops");
@@ -306,84 +223,62 @@ static void test_driver_control(void)
 	hd_publish(&e, e.pos);
 	is(vshm_dev_vq_pop(v, &c, iov, 2), -EIO, "control: a 3 KiB frame is judged by the kept 4 KiB size");
 	vshm_dev_vq_destroy(v);
-	env_fini(&e);
+	hostile_env_fini(&e);
 }
 
 /* ======================================================================== */
 /* Hostile device vs our driver side                                        */
 
-#define NREQ	4
-#define CANARY	0x5a
-
-struct drv_env {
-	struct env e;
-	struct vshm_drv_vq *d;
-	int cookies[16];
-	uint16_t ids[NREQ];	/* as the driver put them in its frames */
-	uint32_t dpos[NREQ];	/* D2V position of each REQUEST */
-	uint32_t res[NREQ];	/* completion reservations */
-	uint32_t d_pub;		/* D2V tail the driver published */
-	int extra;		/* requests added during the case */
-};
+/* Where the driver put hostile_post's REQUESTs in D2V, their reservations in V2D. */
+static struct {
+	uint32_t dpos[HOSTILE_POSTED];	/* D2V position of each REQUEST */
+	uint32_t res[HOSTILE_POSTED];	/* completion reservations */
+	uint32_t d_pub;			/* D2V tail the driver published */
+} sent;
 
 /*
- * Post A = 64 out + 100 in, B = 50 in, C = 10 out, publish; then D = 8 out,
- * added but never published.  In buffers sit between canaries.
+ * hostile_post's chains: A = 64 out + 100 in, B = 50 in, C = 10 out,
+ * published; then D = 10 out, added but never published.  In buffers sit
+ * between canaries.  Read back the ids, positions and reservations.
  */
-static int drv_setup(struct drv_env *de)
+static int posted(struct hostile_drv_env *de)
 {
-	struct env *e = &de->e;
 	uint32_t pos = 0;
 
-	if (env_init(e) || vshm_drv_vq_create(&de->d, &e->t, &e->l, FIFO, NULL))
-		return -1;
-	memset(e->w.base + e->buf, CANARY, 65536);
-	struct vshm_sg a[2] = { { e->buf, 64, 0 }, { e->buf + 4096, 100, 0 } };
-	struct vshm_sg b = { e->buf + 8192, 50, 0 }, c = { e->buf + 12288, 10, 0 };
-	if (vshm_drv_vq_add(de->d, a, 1, 1, &de->cookies[0]) ||
-	    vshm_drv_vq_add(de->d, &b, 0, 1, &de->cookies[1]) ||
-	    vshm_drv_vq_add(de->d, &c, 1, 0, &de->cookies[2]))
-		return -1;
-	if (vshm_drv_vq_publish(de->d) < 0)
-		return -1;
-	if (vshm_drv_vq_add(de->d, &c, 1, 0, &de->cookies[3]))
-		return -1;
-	for (int i = 0; i < NREQ; i++) {
-		const struct vshm_fifo_frame *f = (const void *)(e->dd + pos);
+	for (int i = 0; i < HOSTILE_POSTED; i++) {
+		const struct vshm_fifo_frame *f = (const void *)(dd(&de->e) + pos);
 
 		de->ids[i] = f->id;
-		de->dpos[i] = pos;
-		de->res[i] = (16 + f->b + 15) & ~15u;
+		sent.dpos[i] = pos;
+		sent.res[i] = (16 + f->b + 15) & ~15u;
 		pos += f->len;
 	}
-	de->d_pub = vshm_load_acquire(&e->dc->tail);
+	sent.d_pub = vshm_load_acquire(&dc(&de->e)->tail);
 	return 0;
 }
 
 /* The hostile device writes a frame at its V2D position and moves on. */
-static void hv_put(struct drv_env *de, uint32_t len, uint16_t type, uint16_t id, uint32_t a, uint32_t b)
+static void hv_put(struct hostile_drv_env *de, uint32_t len, uint16_t type, uint16_t id, uint32_t a, uint32_t b)
 {
-	put(de->e.vd, de->e.pos, len, type, id, a, b);
+	put(vd(&de->e), de->e.pos, len, type, id, a, b);
 	de->e.pos += len;
 }
 
-static void hv_comp(struct drv_env *de, int i, uint32_t written)
+static void hv_comp(struct hostile_drv_env *de, int i, uint32_t written)
 {
-	uint8_t *p = de->e.vd + ((de->e.pos + 16) & (RING - 1));
+	uint8_t *p = vd(&de->e) + ((de->e.pos + 16) & (RING - 1));
 
-	for (uint32_t j = 0; j < written && j < de->res[i] - 16; j++)
+	for (uint32_t j = 0; j < written && j < sent.res[i] - 16; j++)
 		p[j] = (uint8_t)(i * 16 + j);
-	hv_put(de, de->res[i], VSHM_FIFO_COMPLETION, de->ids[i], written, 0);
+	hv_put(de, sent.res[i], VSHM_FIFO_COMPLETION, de->ids[i], written, 0);
 }
 
-static void hv_tail(struct drv_env *de, uint32_t t)
+static void hv_tail(struct hostile_drv_env *de, uint32_t t)
 {
-	vshm_store_release(&de->e.vc->tail, t);
+	vshm_store_release(&vc(&de->e)->tail, t);
 }
 
-typedef void (*hv_fn)(struct drv_env *de);
-
-static void hv_not_issued(struct drv_env *de)
+static void hv_not_issued(struct hostile_drv_env *de)
 {
 	uint16_t id = 0;
 
@@ -392,57 +287,51 @@ static void hv_not_issued(struct drv_env *de)
 	hv_put(de, 16, VSHM_FIFO_COMPLETION, id, 0, 0);
 	hv_tail(de, de->e.pos);
 }
-static void hv_id_oob(struct drv_env *de) { hv_put(de, 128, VSHM_FIFO_COMPLETION, QNUM, 0, 0); hv_tail(de, de->e.pos); }
-static void hv_unpublished(struct drv_env *de) { hv_put(de, 16, VSHM_FIFO_COMPLETION, de->ids[3], 0, 0); hv_tail(de, de->e.pos); }
-static void hv_duplicate(struct drv_env *de) { hv_comp(de, 0, 10); hv_comp(de, 0, 10); hv_tail(de, de->e.pos); }
-static void hv_len_not_res(struct drv_env *de) { hv_put(de, de->res[0] + 16, VSHM_FIFO_COMPLETION, de->ids[0], 0, 0); hv_tail(de, de->e.pos); }
-static void hv_len_short(struct drv_env *de) { hv_put(de, 16, VSHM_FIFO_COMPLETION, de->ids[0], 0, 0); hv_tail(de, de->e.pos); }
-static void hv_written_big(struct drv_env *de) { hv_comp(de, 0, 101); hv_tail(de, de->e.pos); }
-static void hv_written_huge(struct drv_env *de) { hv_comp(de, 0, 0xffffffffu); hv_tail(de, de->e.pos); }
-static void hv_written_readonly(struct drv_env *de) { hv_comp(de, 0, 0); hv_comp(de, 1, 0); hv_comp(de, 2, 1); hv_tail(de, de->e.pos); }
-static void hv_out_of_order(struct drv_env *de) { hv_comp(de, 1, 50); hv_tail(de, de->e.pos); }
-static void hv_skip_one(struct drv_env *de) { hv_comp(de, 0, 1); hv_comp(de, 2, 0); hv_tail(de, de->e.pos); }
-static void hv_b_nonzero(struct drv_env *de) { hv_put(de, de->res[0], VSHM_FIFO_COMPLETION, de->ids[0], 1, 1); hv_tail(de, de->e.pos); }
-static void hv_request(struct drv_env *de) { hv_put(de, 16, VSHM_FIFO_REQUEST, de->ids[0], 0, 0); hv_tail(de, de->e.pos); }
-static void hv_type_unknown(struct drv_env *de) { hv_put(de, 16, 0, 0, 0, 0); hv_tail(de, de->e.pos); }
-static void hv_len_zero(struct drv_env *de) { hv_put(de, 0, VSHM_FIFO_COMPLETION, de->ids[0], 0, 0); hv_tail(de, 16); }
-static void hv_len_odd(struct drv_env *de) { hv_put(de, 120, VSHM_FIFO_COMPLETION, de->ids[0], 0, 0); hv_tail(de, 128); }
-static void hv_len_past_tail(struct drv_env *de) { hv_comp(de, 0, 1); hv_tail(de, 64); }
-static void hv_tail_jump(struct drv_env *de) { hv_comp(de, 0, 1); hv_tail(de, RING + 16); }
-static void hv_tail_backwards(struct drv_env *de) { hv_comp(de, 0, 1); hv_tail(de, (uint32_t)-16); }
-static void hv_tail_unaligned(struct drv_env *de) { hv_comp(de, 0, 1); hv_tail(de, 8); }
-static void hv_pad_short(struct drv_env *de) { hv_put(de, 64, VSHM_FIFO_PAD, 0, 0, 0); hv_comp(de, 0, 1); hv_tail(de, de->e.pos); }
-static void hv_pad_fields(struct drv_env *de) { hv_put(de, RING, VSHM_FIFO_PAD, 0, 7, 0); hv_tail(de, de->e.pos); }
-static void hv_pad_then_ok(struct drv_env *de) { hv_comp(de, 0, 100); hv_tail(de, de->e.pos); }
+static void hv_id_oob(struct hostile_drv_env *de) { hv_put(de, 128, VSHM_FIFO_COMPLETION, QNUM, 0, 0); hv_tail(de, de->e.pos); }
+static void hv_unpublished(struct hostile_drv_env *de) { hv_put(de, 16, VSHM_FIFO_COMPLETION, de->ids[3], 0, 0); hv_tail(de, de->e.pos); }
+static void hv_duplicate(struct hostile_drv_env *de) { hv_comp(de, 0, 10); hv_comp(de, 0, 10); hv_tail(de, de->e.pos); }
+static void hv_len_not_res(struct hostile_drv_env *de) { hv_put(de, sent.res[0] + 16, VSHM_FIFO_COMPLETION, de->ids[0], 0, 0); hv_tail(de, de->e.pos); }
+static void hv_len_short(struct hostile_drv_env *de) { hv_put(de, 16, VSHM_FIFO_COMPLETION, de->ids[0], 0, 0); hv_tail(de, de->e.pos); }
+static void hv_written_big(struct hostile_drv_env *de) { hv_comp(de, 0, 101); hv_tail(de, de->e.pos); }
+static void hv_written_huge(struct hostile_drv_env *de) { hv_comp(de, 0, 0xffffffffu); hv_tail(de, de->e.pos); }
+static void hv_written_readonly(struct hostile_drv_env *de) { hv_comp(de, 0, 0); hv_comp(de, 1, 0); hv_comp(de, 2, 1); hv_tail(de, de->e.pos); }
+static void hv_out_of_order(struct hostile_drv_env *de) { hv_comp(de, 1, 50); hv_tail(de, de->e.pos); }
+static void hv_skip_one(struct hostile_drv_env *de) { hv_comp(de, 0, 1); hv_comp(de, 2, 0); hv_tail(de, de->e.pos); }
+static void hv_b_nonzero(struct hostile_drv_env *de) { hv_put(de, sent.res[0], VSHM_FIFO_COMPLETION, de->ids[0], 1, 1); hv_tail(de, de->e.pos); }
+static void hv_request(struct hostile_drv_env *de) { hv_put(de, 16, VSHM_FIFO_REQUEST, de->ids[0], 0, 0); hv_tail(de, de->e.pos); }
+static void hv_type_unknown(struct hostile_drv_env *de) { hv_put(de, 16, 0, 0, 0, 0); hv_tail(de, de->e.pos); }
+static void hv_len_zero(struct hostile_drv_env *de) { hv_put(de, 0, VSHM_FIFO_COMPLETION, de->ids[0], 0, 0); hv_tail(de, 16); }
+static void hv_len_odd(struct hostile_drv_env *de) { hv_put(de, 120, VSHM_FIFO_COMPLETION, de->ids[0], 0, 0); hv_tail(de, 128); }
+static void hv_len_past_tail(struct hostile_drv_env *de) { hv_comp(de, 0, 1); hv_tail(de, 64); }
+static void hv_tail_jump(struct hostile_drv_env *de) { hv_comp(de, 0, 1); hv_tail(de, RING + 16); }
+static void hv_tail_backwards(struct hostile_drv_env *de) { hv_comp(de, 0, 1); hv_tail(de, (uint32_t)-16); }
+static void hv_tail_unaligned(struct hostile_drv_env *de) { hv_comp(de, 0, 1); hv_tail(de, 8); }
+static void hv_pad_short(struct hostile_drv_env *de) { hv_put(de, 64, VSHM_FIFO_PAD, 0, 0, 0); hv_comp(de, 0, 1); hv_tail(de, de->e.pos); }
+static void hv_pad_fields(struct hostile_drv_env *de) { hv_put(de, RING, VSHM_FIFO_PAD, 0, 7, 0); hv_tail(de, de->e.pos); }
+static void hv_pad_then_ok(struct hostile_drv_env *de) { hv_comp(de, 0, 100); hv_tail(de, de->e.pos); }
 
 /* D2V head: the driver reloads it when it lacks room for an add. */
-static void hv_d2v_head_past(struct drv_env *de) { vshm_store_release(&de->e.dc->head, de->d_pub + 16); }
-static void hv_d2v_head_back(struct drv_env *de) { vshm_store_release(&de->e.dc->head, (uint32_t)-16); }
-static void hv_d2v_head_odd(struct drv_env *de) { vshm_store_release(&de->e.dc->head, 8); }
+static void hv_d2v_head_past(struct hostile_drv_env *de) { vshm_store_release(&dc(&de->e)->head, sent.d_pub + 16); }
+static void hv_d2v_head_back(struct hostile_drv_env *de) { vshm_store_release(&dc(&de->e)->head, (uint32_t)-16); }
+static void hv_d2v_head_odd(struct hostile_drv_env *de) { vshm_store_release(&dc(&de->e)->head, 8); }
 
 /* Second round: after A was harvested honestly. */
-static void hv_then_tail_back(struct drv_env *de) { hv_tail(de, de->e.pos - 16); }
-static void hv_then_wrap(struct drv_env *de)
+static void hv_then_tail_back(struct hostile_drv_env *de) { hv_tail(de, de->e.pos - 16); }
+static void hv_then_wrap(struct hostile_drv_env *de)
 {
 	/* a PAD that stops 64 bytes before the end */
 	hv_put(de, RING - 64 - de->e.pos, VSHM_FIFO_PAD, 0, 0, 0);	/* bad PAD */
 	hv_tail(de, de->e.pos);
 }
-static void hv_then_straddle(struct drv_env *de)
+static void hv_then_straddle(struct hostile_drv_env *de)
 {
 	/* a frame 16 bytes longer than the rest of the data area */
 	hv_put(de, RING - (de->e.pos & (RING - 1)) + 16, VSHM_FIFO_COMPLETION, de->ids[1], 0, 0);
 	hv_tail(de, de->e.pos);
 }
 
-static const struct {
-	const char *name;
-	hv_fn fn;
-	hv_fn again;		/* after the good ones were harvested */
-	const char *why;
-	unsigned good;
-	int add;		/* the refusal comes from add (D2V head) */
-} vcases[] = {
+static const struct hostile_dev_case vcases[] = {
+	/* name, first round, after a first harvest, reason, good, refused by an add (D2V head) */
 	{ "completion of an id never issued", hv_not_issued, NULL, "not a request in flight", 0, 0 },
 	{ "completion id = num", hv_id_oob, NULL, "id out of range", 0, 0 },
 	{ "completion of a request never published", hv_unpublished, NULL, "not a request in flight", 0, 0 },
@@ -477,7 +366,7 @@ static const struct {
  * Are the canaries around the in buffers intact, and the replies as the
  * hostile device wrote them (@a_len bytes into A's, @b_len into B's)?
  */
-static int buffers_ok(struct drv_env *de, uint32_t a_len, uint32_t b_len)
+static int buffers_ok(struct hostile_drv_env *de, uint32_t a_len, uint32_t b_len)
 {
 	const uint8_t *p = de->e.w.base + de->e.buf;
 
@@ -496,107 +385,46 @@ static int buffers_ok(struct drv_env *de, uint32_t a_len, uint32_t b_len)
 	return 1;
 }
 
-static void test_hostile_device(void)
+static void no_stray_writes(struct hostile_drv_env *de, const struct hostile_tally *t, unsigned n)
 {
-	for (unsigned i = 0; i < sizeof(vcases) / sizeof(vcases[0]); i++) {
-		struct drv_env de;
-		struct vshm_sg s;
-		int returned[16] = { 0 }, twice = 0;
-		uint32_t lens[16] = { 0 };
-		unsigned good = 0, detached = 0;
-		const char *err;
-		void *ck;
-		uint32_t len;
-		int rc;
-
-		memset(&de, 0, sizeof(de));
-		if (drv_setup(&de)) {
-			ok(0, "hostile device %u: setup", i + 1);
-			continue;
-		}
-		s = (struct vshm_sg){ de.e.buf + 16384, 2032, 0 };
-		vcases[i].fn(&de);
-		for (int round = 0; round < 2; round++) {
-			while ((rc = vshm_drv_vq_harvest(de.d, &ck, &len)) == 1) {
-				int k = (int)((int *)ck - de.cookies);
-
-				if (k >= 0 && k < 16 && returned[k]++)
-					twice++;
-				if (k >= 0 && k < 16)
-					lens[k] = len;
-				good++;
-			}
-			if (rc != 0 || !vcases[i].again || round)
-				break;
-			vcases[i].again(&de);
-		}
-		if (vcases[i].add) {
-			/* Adds of 2 KiB frames until the driver needs the head. */
-			for (int k = 0; k < 4 && (rc = vshm_drv_vq_add(de.d, &s, 1, 0, &de.cookies[4 + k])) == 0; k++)
-				de.extra++;
-		}
-		err = vshm_drv_vq_error(de.d);
-		ok(rc == -EIO && vshm_drv_vq_broken(de.d) && good == vcases[i].good &&
-		   err && strstr(err, vcases[i].why),
-		   "hostile device %u: %s -> refused (%s)", i + 1, vcases[i].name, err ? err : "not refused");
-		if (good != vcases[i].good)
-			diag("harvested %u, expected %u", good, vcases[i].good);
-		ok(vshm_drv_vq_harvest(de.d, &ck, &len) == -EIO &&
-		   vshm_drv_vq_add(de.d, &s, 1, 0, &de.cookies[15]) == -EIO &&
-		   vshm_drv_vq_publish(de.d) == -EIO && vshm_drv_vq_enable_cb(de.d) == -EIO,
-		   "hostile device %u: -EIO from then on", i + 1);
-		while ((ck = vshm_drv_vq_detach_unused(de.d)) != NULL && detached < 32) {
-			int k = (int)((int *)ck - de.cookies);
-
-			if (k < 0 || k >= 16 || returned[k]++)
-				twice++;
-			detached++;
-		}
-		ok(detached + good == (unsigned)(NREQ + de.extra) && !twice &&
-		   vshm_drv_vq_num_free(de.d) == QNUM && vshm_drv_vq_inflight(de.d) == 0,
-		   "hostile device %u: every request accounted for once", i + 1);
-		ok(buffers_ok(&de, lens[0], lens[1]), "hostile device %u: nothing written outside the in buffers", i + 1);
-		vshm_drv_vq_destroy(de.d);
-		env_fini(&de.e);
-	}
+	ok(buffers_ok(de, t->len[0], t->len[1]), "hostile device %u: nothing written outside the in buffers", n);
 }
+
+static const struct hostile_ring ring = {
+	.layout = vshm_vq_layout_fifo, .layout_arg = RING, .prepare = prepare,
+	.drv_features = FIFO, .num = QNUM, .a_flags = 0,
+	.late = { 16384, 2032, 0 }, .posted = posted, .also = no_stray_writes,
+};
 
 /* Control: the same setup harvests honest completions, across a PAD. */
 static void test_device_control(void)
 {
-	struct drv_env de;
-	void *ck;
-	uint32_t len;
+	struct hostile_drv_env de;
 
-	memset(&de, 0, sizeof(de));
-	if (drv_setup(&de)) {
+	if (hostile_drv_setup(&de, &ring)) {
 		ok(0, "control: setup");
 		return;
 	}
 	hv_comp(&de, 0, 100);
 	hv_put(&de, RING - de.e.pos, VSHM_FIFO_PAD, 0, 0, 0);
 	hv_tail(&de, de.e.pos);
-	ok(vshm_drv_vq_harvest(de.d, &ck, &len) == 1 && ck == &de.cookies[0] && len == 100,
-	   "control: A with its full length");
+	hostile_harvested(&de, 0, 100, "A with its full length");
 	/* the device may fill up to the driver's released head + size */
 	hv_comp(&de, 1, 50);
 	hv_comp(&de, 2, 0);
 	hv_tail(&de, de.e.pos);
-	ok(vshm_drv_vq_harvest(de.d, &ck, &len) == 1 && ck == &de.cookies[1] && len == 50,
-	   "control: B after a PAD to the end");
-	ok(vshm_drv_vq_harvest(de.d, &ck, &len) == 1 && ck == &de.cookies[2] && len == 0,
-	   "control: C");
+	hostile_harvested(&de, 1, 50, "B after a PAD to the end");
+	hostile_harvested(&de, 2, 0, "C");
 	ok(!vshm_drv_vq_broken(de.d) && buffers_ok(&de, 100, 50), "control: healthy, replies in place");
-	is(vshm_load_acquire(&de.e.vc->head), de.e.pos, "control: V2D head released");
-	vshm_drv_vq_destroy(de.d);
-	env_fini(&de.e);
+	is(vshm_load_acquire(&vc(&de.e)->head), de.e.pos, "control: V2D head released");
+	hostile_drv_fini(&de);
 }
 
 int main(void)
 {
-	test_hostile_driver();
+	hostile_driver_cases(&ring, dcases, sizeof(dcases) / sizeof(dcases[0]));
 	test_driver_control();
-	test_hostile_device();
+	hostile_device_cases(&ring, vcases, sizeof(vcases) / sizeof(vcases[0]));
 	test_device_control();
 	return tap_done();
 }
