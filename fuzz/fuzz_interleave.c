@@ -52,28 +52,12 @@
 #include <vshm/vq.h>
 #include "barrier.h"
 #include "interleave.c"
+#include "vq_fuzz_common.h"	/* hw, dw: header and mailbox PROT_NONE in dw */
 
-#define WIN	(1u << 20)
 #define HOLD	64u
 #define NREC	1024u
 #define MAXIOV	8u
 #define BUFSPAN	8192u		/* bytes of posted buffers after the ring */
-
-static struct vshm_window hw, dw;	/* all of it RW; header and mailbox PROT_NONE */
-
-struct in {
-	const uint8_t *p;
-	size_t n, i;
-};
-
-static uint32_t get(struct in *in, unsigned bytes)
-{
-	uint32_t v = 0;
-
-	for (unsigned k = 0; k < bytes; k++)
-		v |= (uint32_t)(in->i < in->n ? in->p[in->i++] : 0) << (8 * k);
-	return v;
-}
 
 static int only = -1;
 static bool verbose;	/* VSHM_INTERLEAVE_VERBOSE: a line per input */
@@ -103,13 +87,10 @@ static void log_report(const struct interleave_report *r, void *ctx)
 
 static void setup(void)
 {
-	struct vshm_window_opts o = { .size = WIN, .vectors = 1 };
 	const char *e = getenv("VSHM_INTERLEAVE_ONLY");
 	static const char *const names[] = { "split", "packed", "fifo", "mbox" };
 
-	if (vshm_window_create(&hw, &o) || vshm_window_map(&dw, hw.fd) ||
-	    vshm_window_protect_ctrl(&dw, PROT_NONE))
-		abort();
+	vqf_windows();
 	for (int k = 0; e && k < 4; k++)
 		if (!strcmp(e, names[k]))
 			only = k;
@@ -120,41 +101,10 @@ static void setup(void)
 
 /* ---- rings -------------------------------------------------------------- */
 
-struct rec {
-	int live;
-	uint32_t in_len;
-};
-
 struct held {
 	struct vshm_chain c;
 	struct vshm_iov iov[MAXIOV];
 };
-
-static void check_chain(const struct vshm_chain *c, unsigned max_iov, uint32_t num)
-{
-	uint64_t out = 0, in = 0;
-
-	if ((unsigned)c->nout + c->nin > max_iov || c->head >= num)
-		__builtin_trap();
-	for (unsigned k = 0; k < (unsigned)c->nout + c->nin; k++) {
-		uint8_t *p = c->iov[k].base;
-		uint64_t off = (uint64_t)(p - dw.base);
-
-		if (!vshm_win_range_ok(&dw, off, c->iov[k].len) || c->iov[k].len == 0)
-			__builtin_trap();
-		if (k < c->nout) {
-			volatile uint8_t sink = p[0] ^ p[c->iov[k].len - 1];
-			(void)sink;
-			out += c->iov[k].len;
-		} else {
-			p[0] = 0xa5;
-			p[c->iov[k].len - 1] = 0x5a;
-			in += c->iov[k].len;
-		}
-	}
-	if (out != c->out_bytes || in != c->in_bytes || out + in > (1ull << 32))
-		__builtin_trap();
-}
 
 /* The layout the device gets: the driver's, or one with areas overlapping. */
 static struct vshm_vq_layout hostile_layout(const struct vshm_vq_layout *l, unsigned sh)
@@ -237,38 +187,16 @@ static void run_ring(int what, uint8_t p0, uint8_t p1, struct in *in)
 		switch (op % 8) {
 		case 0: {	/* add: a = shape, b = size */
 			uint8_t a = (uint8_t)get(in, 1), b = (uint8_t)get(in, 1);
-			unsigned nout = a & 3, nin = (a >> 2) & 3, fl = 0;
-			struct vshm_sg sg[6];
 
-			if (nout + nin == 0)
-				nin = 1;
-			recs[nrec].in_len = 0;
-			for (unsigned k = 0; k < nout + nin; k++) {
-				sg[k].off = buf + k * 1024;
-				sg[k].len = (uint32_t)b * (k + 1) + 1;
-				sg[k].flags = 0;
-				if (k >= nout)
-					recs[nrec].in_len += sg[k].len;
-			}
-			if (a & 0x80)
-				fl = VSHM_ADD_NO_INDIRECT;
-			else if (a & 0x40)
-				fl = VSHM_ADD_INDIRECT;
 			interleave_begin("driver add");
-			rc = vshm_drv_vq_add_ex(d, sg, nout, nin, &recs[nrec], fl);
+			vqf_add(d, recs, &nrec, buf, 1024, a, b, 1, vqf_add_flags(a), dbroken);
 			interleave_end();
-			if (dbroken && rc != -EIO)
-				__builtin_trap();
-			if (rc == 0)
-				recs[nrec++].live = 1;
 			break;
 		}
 		case 1:
 			interleave_begin("driver publish");
-			rc = vshm_drv_vq_publish(d);
+			vqf_publish(d, dbroken);
 			interleave_end();
-			if (dbroken && rc != -EIO)
-				__builtin_trap();
 			break;
 		case 2: {
 			struct held *h = &held[nheld];
@@ -319,7 +247,6 @@ static void run_ring(int what, uint8_t p0, uint8_t p1, struct in *in)
 		case 4: {
 			void *ck;
 			uint32_t len;
-			struct rec *r;
 
 			interleave_begin("driver harvest");
 			rc = vshm_drv_vq_harvest(d, &ck, &len);
@@ -328,10 +255,7 @@ static void run_ring(int what, uint8_t p0, uint8_t p1, struct in *in)
 				__builtin_trap();
 			if (rc != 1)
 				break;
-			r = ck;
-			if (r < recs || r >= recs + nrec || !r->live || len > r->in_len)
-				__builtin_trap();
-			r->live = 0;
+			vqf_take(recs, nrec, ck, len);
 			returned++;
 			harvested++;
 			break;
@@ -371,19 +295,7 @@ static void run_ring(int what, uint8_t p0, uint8_t p1, struct in *in)
 		if (vshm_drv_vq_num_free(d) > num || vshm_drv_vq_inflight(d) > num)
 			__builtin_trap();
 	}
-	/* Everything not harvested comes back through detach, once. */
-	for (;;) {
-		struct rec *r = vshm_drv_vq_detach_unused(d);
-
-		if (!r)
-			break;
-		if (r < recs || r >= recs + nrec || !r->live)
-			__builtin_trap();
-		r->live = 0;
-		returned++;
-	}
-	if (returned != nrec || vshm_drv_vq_num_free(d) != num || vshm_drv_vq_inflight(d) != 0)
-		__builtin_trap();
+	vqf_detach_all(d, recs, nrec, returned, num);
 	if (vshm_dev_vq_broken(v) && vshm_dev_vq_pop(v, &held[0].c, held[0].iov, max_iov) != -EIO)
 		__builtin_trap();
 	if (verbose)

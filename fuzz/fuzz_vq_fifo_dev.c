@@ -18,43 +18,17 @@
  */
 #include <errno.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <vshm/vq.h>
 #include "barrier.h"
+#include "vq_fuzz_common.h"	/* hw: the hostile driver's view, dw: the device's */
 
-#define WIN	(1u << 20)
 #define MAXR	8192u			/* largest data area used here */
 #define BLOCK	(VSHM_FIFO_CTRL_SIZE + MAXR)
 #define AREA	(2 * BLOCK + 65536)	/* what is compared against a shadow */
 
-static struct vshm_window hw, dw;	/* hostile driver's view, device's view */
 static uint8_t shadow[AREA];		/* what the driver area should hold */
-
-struct in {
-	const uint8_t *p;
-	size_t n, i;
-};
-
-static uint32_t get(struct in *in, unsigned bytes)
-{
-	uint32_t v = 0;
-
-	for (unsigned k = 0; k < bytes; k++)
-		v |= (uint32_t)(in->i < in->n ? in->p[in->i++] : 0) << (8 * k);
-	return v;
-}
-
-static void setup(void)
-{
-	struct vshm_window_opts o = { .size = WIN, .vectors = 1 };
-
-	if (vshm_window_create(&hw, &o) || vshm_window_map(&dw, hw.fd) ||
-	    vshm_window_protect_ctrl(&dw, PROT_NONE))
-		abort();
-}
 
 /* The hostile driver writes: window and shadow alike. */
 static void hwrite(uint64_t off, const void *src, size_t len)
@@ -115,7 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int rc;
 
 	if (!hw.base)
-		setup();
+		vqf_windows();
 	if (size < 3)
 		return 0;
 	p0 = (uint8_t)get(&in, 1);

@@ -14,48 +14,15 @@
  */
 #include <errno.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <vshm/vq.h>
 #include "barrier.h"
+#include "vq_fuzz_common.h"	/* dw: the driver's view, hw: the hostile device's */
 
-#define WIN	(1u << 20)
 #define MAXREQ	4096u
 #define SLOT	2048u	/* in buffer k of a request at buf + k * SLOT, <= 1024 bytes */
 #define CANARY	0x5a
-
-static struct vshm_window dw, hw;	/* driver's view, hostile device's view */
-
-struct rec {
-	int live;
-	uint64_t seq;
-	uint32_t in_len;
-};
-
-struct in {
-	const uint8_t *p;
-	size_t n, i;
-};
-
-static uint32_t get(struct in *in, unsigned bytes)
-{
-	uint32_t v = 0;
-
-	for (unsigned k = 0; k < bytes; k++)
-		v |= (uint32_t)(in->i < in->n ? in->p[in->i++] : 0) << (8 * k);
-	return v;
-}
-
-static void setup(void)
-{
-	struct vshm_window_opts o = { .size = WIN, .vectors = 1 };
-
-	if (vshm_window_create(&hw, &o) || vshm_window_map(&dw, hw.fd) ||
-	    vshm_window_protect_ctrl(&dw, PROT_NONE))
-		abort();
-}
 
 static void vframe(uint8_t *data, uint32_t size, uint32_t pos, uint32_t len, uint16_t type,
 		   uint16_t id, uint32_t a, uint32_t b)
@@ -85,22 +52,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint32_t ring, num, dpos = 0, vpos = 0;
 	unsigned nrec = 0, returned = 0, npend = 0, pend_head = 0, steps = 0;
 	int lied = 0;	/* D2V head released bytes the honest device had not read */
-	int64_t lay;
 
 	if (!dw.base)
-		setup();
+		vqf_windows();
 	if (size < 2)
 		return 0;
 	num = 1u << (get(&in, 1) % 6);	/* 1 .. 32 */
 	ring = get(&in, 1) & 1 ? 8192 : 4096;
-	lay = vshm_vq_layout_fifo(&l, dw.drv_lo, num, ring);
-	if (lay < 0)
-		return 0;
-	buf = dw.drv_lo + (uint64_t)((lay + 4095) & ~4095);
-	memset(hw.base + hw.drv_lo, 0, (size_t)lay);
+	d = vqf_drv_open(&l, vshm_vq_layout_fifo, num, ring, 1ull << VSHM_F_FIFO_RING, &buf);
 	memset(hw.base + buf, CANARY, 6 * SLOT);
-	if (vshm_drv_vq_create(&d, &dw, &l, 1ull << VSHM_F_FIFO_RING, NULL))
-		__builtin_trap();
 	dc = (void *)(hw.base + l.desc);
 	vc = (void *)(hw.base + l.avail);
 	dd = hw.base + l.desc + VSHM_FIFO_CTRL_SIZE;
@@ -138,9 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 		case 1:
-			rc = vshm_drv_vq_publish(d);
-			if (broken && rc != -EIO)
-				__builtin_trap();
+			vqf_publish(d, broken);
 			break;
 		case 2: {	/* the honest device pops: our driver's frames must be valid */
 			uint32_t tail = vshm_load_acquire(&dc->tail);
@@ -209,34 +167,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			vshm_store_release(&dc->head, dpos + (uint32_t)(delta * 16));
 			break;
 		}
-		case 7: {	/* harvest up to a */
-			unsigned k = get(&in, 1) % 8 + 1;
-
-			while (k--) {
-				void *ck;
-				uint32_t len;
-				struct rec *r;
-
-				rc = vshm_drv_vq_harvest(d, &ck, &len);
-				if (broken && rc != -EIO)
-					__builtin_trap();
-				if (rc != 1)
-					break;
-				r = ck;
-				if (r < recs || r >= recs + nrec || !r->live || len > r->in_len ||
-				    r->seq != next_seq)
-					__builtin_trap();
-				r->live = 0;
-				next_seq++;
-				returned++;
-			}
+		case 7:		/* harvest up to a, in request order */
+			vqf_harvest(d, recs, nrec, &returned, get(&in, 1) % 8 + 1, broken, &next_seq);
 			break;
-		}
 		case 8:
-			if (get(&in, 1) & 1)
-				vshm_drv_vq_disable_cb(d);
-			else if (vshm_drv_vq_enable_cb(d) != -EIO && broken)
-				__builtin_trap();
+			vqf_callbacks(d, get(&in, 1), broken);
 			break;
 		case 9: {	/* scribble on the V2D data area */
 			uint32_t off = get(&in, 2) % ring;
@@ -251,19 +186,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				if (hw.base[buf + k * SLOT + j] != CANARY)
 					__builtin_trap();
 	}
-	/* Everything not harvested comes back through detach, once. */
-	for (;;) {
-		struct rec *r = vshm_drv_vq_detach_unused(d);
-
-		if (!r)
-			break;
-		if (r < recs || r >= recs + nrec || !r->live)
-			__builtin_trap();
-		r->live = 0;
-		returned++;
-	}
-	if (returned != nrec || vshm_drv_vq_num_free(d) != num || vshm_drv_vq_inflight(d) != 0)
-		__builtin_trap();
+	vqf_detach_all(d, recs, nrec, returned, num);
 	vshm_drv_vq_destroy(d);
 	return 0;
 }

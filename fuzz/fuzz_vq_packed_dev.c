@@ -15,14 +15,12 @@
  */
 #include <errno.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <vshm/vq.h>
 #include "barrier.h"
+#include "vq_fuzz_common.h"	/* hw: the hostile driver's view, dw: the device's */
 
-#define WIN (1u << 20)
 #define HOLD 4u
 #define MAX_IOV 256u
 
@@ -32,43 +30,6 @@ struct pdesc {			/* virtio 1.x 2.8.13 */
 	uint16_t id;
 	uint16_t flags;
 };
-
-static struct vshm_window hw, dw;	/* hostile driver's view, device's view */
-
-static void setup(void)
-{
-	struct vshm_window_opts o = { .size = WIN, .vectors = 1 };
-
-	if (vshm_window_create(&hw, &o) || vshm_window_map(&dw, hw.fd) ||
-	    vshm_window_protect_ctrl(&dw, PROT_NONE))
-		abort();
-}
-
-static void check_chain(const struct vshm_chain *c, unsigned max_iov, uint32_t num)
-{
-	uint64_t out = 0, in = 0;
-
-	if ((unsigned)c->nout + c->nin > max_iov || c->head >= num)
-		__builtin_trap();
-	for (unsigned k = 0; k < (unsigned)c->nout + c->nin; k++) {
-		uint8_t *p = c->iov[k].base;
-		uint64_t off = (uint64_t)(p - dw.base);
-
-		if (!vshm_win_range_ok(&dw, off, c->iov[k].len) || c->iov[k].len == 0)
-			__builtin_trap();
-		if (k < c->nout) {
-			volatile uint8_t sink = p[0] ^ p[c->iov[k].len - 1];
-			(void)sink;
-			out += c->iov[k].len;
-		} else {
-			p[0] = 0xa5;
-			p[c->iov[k].len - 1] = 0x5a;
-			in += c->iov[k].len;
-		}
-	}
-	if (out != c->out_bytes || in != c->in_bytes || out + in > (1ull << 32))
-		__builtin_trap();
-}
 
 static void complete(struct vshm_dev_vq *v, struct vshm_chain *c)
 {
@@ -85,16 +46,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct vshm_vq_layout l;
 	struct vshm_dev_vq *v;
 	struct pdesc *ring;
-	uint64_t feat = 1ull << VSHM_F_RING_PACKED, area;
+	uint64_t feat = 1ull << VSHM_F_RING_PACKED;
 	unsigned max_iov, pops = 0, nheld = 0, hold;
 	size_t img, pos;
 	int rc;
 
 	if (!hw.base)
-		setup();
+		vqf_windows();
 	if (size < 5)
 		return 0;
-	area = dw.drv_hi - dw.drv_lo;
 	if (data[1] & 1)
 		feat |= 1ull << VSHM_F_EVENT_IDX;
 	if (data[1] & 2)
@@ -106,10 +66,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	img = (size_t)data[3] | (size_t)data[4] << 8;
 	if (img > size - 5)
 		img = size - 5;
-	if (img > area)
-		img = area;
-	memset(hw.base + hw.drv_lo, 0, img + 65536 < area ? img + 65536 : area);
-	memcpy(hw.base + hw.drv_lo, data + 5, img);
+	if (img > hw.drv_hi - hw.drv_lo)
+		img = hw.drv_hi - hw.drv_lo;
+	vqf_image(data + 5, img);
 	pos = 5 + img;
 	ring = (struct pdesc *)(void *)(hw.base + l.desc);
 

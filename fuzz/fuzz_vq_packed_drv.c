@@ -25,14 +25,12 @@
  */
 #include <errno.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <vshm/vq.h>
 #include "barrier.h"
+#include "vq_fuzz_common.h"	/* dw: the driver's view, hw: the hostile device's */
 
-#define WIN (1u << 20)
 #define MAXQ 64u
 #define NREC 4096u
 
@@ -42,22 +40,6 @@ struct pdesc {			/* virtio 1.x 2.8.13 */
 	uint16_t id;
 	uint16_t flags;
 };
-
-static struct vshm_window dw, hw;	/* driver's view, hostile device's view */
-
-struct rec {
-	int live;
-	uint32_t in_len;
-};
-
-static void setup(void)
-{
-	struct vshm_window_opts o = { .size = WIN, .vectors = 1 };
-
-	if (vshm_window_create(&hw, &o) || vshm_window_map(&dw, hw.fd) ||
-	    vshm_window_protect_ctrl(&dw, PROT_NONE))
-		abort();
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -73,10 +55,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t buf;
 	unsigned nrec = 0, returned = 0, num, nheld = 0;
 	size_t i = 1;
-	int64_t lay;
 
 	if (!dw.base)
-		setup();
+		vqf_windows();
 	if (size < 1)
 		return 0;
 	num = 1u << ((data[0] & 15) % 7);	/* 1 .. 64 */
@@ -84,51 +65,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		feat |= 1ull << VSHM_F_EVENT_IDX;
 	if (data[0] & 0x20)
 		feat |= 1ull << VSHM_F_INDIRECT_DESC;
-	lay = vshm_vq_layout_packed(&l, dw.drv_lo, num, 4);
-	memset(hw.base + hw.drv_lo, 0, (size_t)lay);
-	if (vshm_drv_vq_create(&d, &dw, &l, feat, NULL))
-		__builtin_trap();
+	d = vqf_drv_open(&l, vshm_vq_layout_packed, num, 4, feat, &buf);
 	if (vshm_dev_vq_create(&v, &hw, &l, feat, NULL))
 		__builtin_trap();
 	ring = (void *)(hw.base + l.desc);
-	buf = dw.drv_lo + (uint64_t)((lay + 4095) & ~4095);
 	memset(recs, 0, sizeof(recs));
 
 	while (i + 3 <= size && nrec < NREC) {
 		uint8_t op = data[i], a = data[i + 1], b = data[i + 2];
-		int broken = vshm_drv_vq_broken(d), rc;
+		int broken = vshm_drv_vq_broken(d);
 
 		i += 3;
 		switch (op % 8) {
-		case 0: {	/* add a chain: a = shape, b = size */
-			struct vshm_sg sg[6];
-			unsigned nout = a & 3, nin = (a >> 2) & 3, fla = 0;
-
-			if (nout + nin == 0)
-				nin = 1;
-			recs[nrec].in_len = 0;
-			for (unsigned k = 0; k < nout + nin; k++) {
-				sg[k].off = buf + k * 512;
-				sg[k].len = (uint32_t)b * (k + 1);
-				sg[k].flags = 0;
-				if (k >= nout)
-					recs[nrec].in_len += sg[k].len;
-			}
-			if (a & 0x80)
-				fla = VSHM_ADD_NO_INDIRECT;
-			else if (a & 0x40)
-				fla = VSHM_ADD_INDIRECT;
-			rc = vshm_drv_vq_add_ex(d, sg, nout, nin, &recs[nrec], fla);
-			if (broken && rc != -EIO)
-				__builtin_trap();
-			if (rc == 0)
-				recs[nrec++].live = 1;
+		case 0:		/* add a chain: a = shape, b = size */
+			vqf_add(d, recs, &nrec, buf, 512, a, b, 0, vqf_add_flags(a), broken);
 			break;
-		}
-		case 1:		/* publish */
-			rc = vshm_drv_vq_publish(d);
-			if (broken && rc != -EIO)
-				__builtin_trap();
+		case 1:
+			vqf_publish(d, broken);
 			break;
 		case 2: {	/* hostile used descriptor: slot a, flags b, id, len */
 			struct pdesc *s = &ring[a % num];
@@ -149,30 +102,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (nheld < MAXQ && vshm_dev_vq_pop(v, &held[nheld], hiov[nheld], 8) == 1)
 				nheld++;
 			break;
-		case 4: {	/* harvest up to a */
-			for (unsigned k = 0; k < (unsigned)(a % 8) + 1; k++) {
-				void *ck;
-				uint32_t len;
-				struct rec *r;
-
-				rc = vshm_drv_vq_harvest(d, &ck, &len);
-				if (broken && rc != -EIO)
-					__builtin_trap();
-				if (rc != 1)
-					break;
-				r = ck;
-				if (r < recs || r >= recs + nrec || !r->live || len > r->in_len)
-					__builtin_trap();
-				r->live = 0;
-				returned++;
-			}
+		case 4:		/* harvest up to a */
+			vqf_harvest(d, recs, nrec, &returned, (unsigned)(a % 8) + 1, broken, NULL);
 			break;
-		}
 		case 5:
-			if (a & 1)
-				vshm_drv_vq_disable_cb(d);
-			else if (vshm_drv_vq_enable_cb(d) != -EIO && broken)
-				__builtin_trap();
+			vqf_callbacks(d, a, broken);
 			break;
 		case 6:		/* honest device completes a held chain */
 			if (nheld) {
@@ -201,19 +135,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (vshm_drv_vq_num_free(d) > num || vshm_drv_vq_inflight(d) > num)
 			__builtin_trap();
 	}
-	/* Everything not harvested comes back through detach, once. */
-	for (;;) {
-		struct rec *r = vshm_drv_vq_detach_unused(d);
-
-		if (!r)
-			break;
-		if (r < recs || r >= recs + nrec || !r->live)
-			__builtin_trap();
-		r->live = 0;
-		returned++;
-	}
-	if (returned != nrec || vshm_drv_vq_num_free(d) != num || vshm_drv_vq_inflight(d) != 0)
-		__builtin_trap();
+	vqf_detach_all(d, recs, nrec, returned, num);
 	vshm_dev_vq_destroy(v);
 	vshm_drv_vq_destroy(d);
 	return 0;
