@@ -105,12 +105,12 @@ static void vshm_pci_ring(struct vshm_pci *vp, u16 peer, u16 vector)
 
 /*
  * A device can ring our doorbells without end (a doorbell storm): in a
- * one-second window, STORM_IDLE interrupts that found no work, ten times
+ * one-second window, STORM_IDLE (500) interrupts that found no work, ten times
  * more than those that did, mask the vector for STORM_MASK_MS.  Nothing
  * is lost meanwhile: the transport's watchdog rescans every queue, and an
  * interrupt that arrives while masked is delivered when unmasked.
  */
-#define STORM_IDLE	2000
+#define STORM_IDLE	500
 #define STORM_MASK_MS	100
 
 static irqreturn_t vshm_pci_vec_irq(int irq, void *data)

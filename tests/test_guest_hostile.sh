@@ -23,11 +23,7 @@ guest_scratch guesthostile
 build_module
 build_initramfs initramfs-hostile.cpio.gz "virtio_blk virtio_rng"
 
-IMG=$T/disk.img
-truncate -s "${IMG_MB}M" "$IMG"
-head -c 1048576 /dev/urandom >"$T/hostpat"
-dd if="$T/hostpat" of="$IMG" bs=1M seek="$HOST_OFF_MB" conv=notrunc status=none
-HOST_MD5=$(md5 <"$T/hostpat")
+make_image "$IMG_MB" "$HOST_OFF_MB"
 start_hub "${IMG_MB}M" 4
 
 # What each class needs: used-id every 32nd completion, mute after 20

@@ -24,11 +24,7 @@ build_module
 build_initramfs initramfs-virtio.cpio.gz "virtio_blk virtio_console virtio_rng ext4"
 
 # ---- the image, the hub, the backend -------------------------------------------
-IMG=$T/disk.img
-truncate -s "${IMG_MB}M" "$IMG"
-head -c 1048576 /dev/urandom >"$T/hostpat"
-dd if="$T/hostpat" of="$IMG" bs=1M seek="$HOST_OFF_MB" conv=notrunc status=none
-HOST_MD5=$(md5 <"$T/hostpat")
+make_image "$IMG_MB" "$HOST_OFF_MB"
 
 start_hub "${IMG_MB}M" 4
 serve_devices() { rm -f "$T/con.sock"; start_serve "blk:$IMG" "console:unix=$T/con.sock" rng; }

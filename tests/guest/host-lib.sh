@@ -102,6 +102,16 @@ build_initramfs() {
 	ok "initramfs for $KVER${2:+ with ${2// /, }} ($(du -k "$INITRD" | cut -f1) KiB)"
 }
 
+# make_image MB OFF_MB: IMG, a sparse image of MB MiB with 1 MiB of random
+# bytes at OFF_MB MiB, whose md5 is HOST_MD5.
+make_image() {
+	IMG=$T/disk.img
+	truncate -s "$1M" "$IMG"
+	head -c 1048576 /dev/urandom >"$T/hostpat"
+	dd if="$T/hostpat" of="$IMG" bs=1M seek="$2" conv=notrunc status=none
+	HOST_MD5=$(md5 <"$T/hostpat")
+}
+
 # start_hub SIZE VECTORS: a hub on $T/hub.sock (HUB), logging to $T/hub.log.
 start_hub() {
 	local i

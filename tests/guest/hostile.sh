@@ -138,8 +138,8 @@ else
 	t_notok "storm: a 1 MiB read ended (still running after 120 s)"
 fi
 if bounded up 20000 sleep 1; then t_ok "storm: the guest stays responsive"; else t_notok "storm: the guest stays responsive (sleep 1 took > 20 s)"; fi
-t_check "storm: the module masked the stormy vectors (\"a doorbell storm from the device\")" \
-	dmesg_has "a doorbell storm from the device"
+t_check "storm: the module masks the stormy vectors (\"a doorbell storm from the device\", within 30 s)" \
+	t_until 30000 dmesg_has "a doorbell storm from the device"
 t_diag "storm: $(stat irqs_queue) queue and $(stat irqs_mailbox) mailbox interrupts; masked per vector: $(cat /sys/bus/pci/drivers/virtio_shm/*/storms 2>/dev/null)"
 dmesg | grep -E 'virtio_shm' | head -n 4 | while IFS= read -r l; do t_diag "dmesg: $l"; done
 

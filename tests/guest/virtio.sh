@@ -208,5 +208,8 @@ fi
 # ---- the kernel's log ---------------------------------------------------------------
 dmesg | grep -E 'virtio_shm|virtio_blk|vda' | tail -n 30 | while IFS= read -r l; do t_diag "dmesg: $l"; done
 t_dmesg_clean
+t_check "no vector was masked for a doorbell storm (a well-behaved backend)" \
+	sh -c '! dmesg | grep -q "doorbell storm"'
+t_check "and no device was found breaking the ring rules ($(stat bad_completions))" [ "$(stat bad_completions)" = 0 ]
 t_check "rmmod virtio_shm at the end" rmmod virtio_shm
 t_done
