@@ -390,9 +390,11 @@ static int dev_reset(struct vshm_drv_dev *dev)
 	}
 	if (rc)
 		return rc;
+	if (s != 0)
+		return -ETIMEDOUT;	/* not reset: a NEEDS_RESET it reported stands */
 	if (dev->dev_num < MAX_DEVS)
 		dev->d->needs_reset[dev->dev_num] = 0;
-	return s == 0 ? 0 : -ETIMEDOUT;
+	return 0;
 }
 
 /*
