@@ -20,6 +20,7 @@
 #include <vshm/mbox.h>
 #include <vshm/session.h>
 #include "barrier.h"
+#include "mbox_ring.h"
 
 #define WIN (1u << 20)
 
@@ -30,17 +31,6 @@ static long sink(void *ctx, const void *buf, size_t len)
 	(void)ctx;
 	(void)buf;
 	return (long)len;
-}
-
-static struct vshm_mbox_ring *ring(unsigned which)
-{
-	return (struct vshm_mbox_ring *)(void *)(w.base + VSHM_MBOX_OFF + which * VSHM_MBOX_RING_SIZE);
-}
-
-static struct vshm_mbox_slot *slot(unsigned which, uint32_t idx)
-{
-	return (struct vshm_mbox_slot *)(void *)((uint8_t *)ring(which) + VSHM_MBOX_SLOTS_OFF +
-						 (idx % VSHM_MBOX_SLOTS) * VSHM_MBOX_SLOT_SIZE);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -103,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		} else {
 			/* A message of len bytes (8..255), framed correctly. */
 			struct vshm_mbox_slot *s;
-			uint32_t cons = vshm_load_acquire(&ring(VSHM_MBOX_D2V)->cons);
+			uint32_t cons = vshm_load_acquire(&fuzz_mbox_ring(&w, VSHM_MBOX_D2V)->cons);
 
 			if (len < 8)
 				len = 8;
@@ -111,20 +101,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				break;
 			if (prod - cons >= VSHM_MBOX_SLOTS)
 				break;	/* the device stopped reading: fine */
-			s = slot(VSHM_MBOX_D2V, prod);
+			s = fuzz_mbox_slot(&w, VSHM_MBOX_D2V, prod);
 			memset(s, 0, sizeof(*s));
 			memcpy(s->msg, data + i, len);
 			s->msg[6] = len;	/* msg_size must match the framing */
 			s->msg[7] = 0;
 			s->len = len;
 			i += len;
-			vshm_store_release(&ring(VSHM_MBOX_D2V)->prod, ++prod);
+			vshm_store_release(&fuzz_mbox_ring(&w, VSHM_MBOX_D2V)->prod, ++prod);
 		}
 		if (vshm_dev_rt_step(rt) < 0)
 			__builtin_trap();	/* we still own the device role */
 		/* Consume every response so the device never blocks. */
-		vshm_store_release(&ring(VSHM_MBOX_V2D)->cons,
-				   vshm_load_acquire(&ring(VSHM_MBOX_V2D)->prod));
+		vshm_store_release(&fuzz_mbox_ring(&w, VSHM_MBOX_V2D)->cons,
+				   vshm_load_acquire(&fuzz_mbox_ring(&w, VSHM_MBOX_V2D)->prod));
 	}
 	for (int k = 0; k < 4; k++)
 		vshm_dev_rt_step(rt);

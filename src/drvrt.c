@@ -60,10 +60,27 @@ struct vshm_drv_dev {
 	} kick[MAX_QUEUES];		/* what a queue's kick hook needs */
 };
 
+#ifdef VSHM_FUZZ
+/*
+ * Fuzz builds only (-DVSHM_FUZZ): a harness may replace our clock and our
+ * sleeps (fuzz/fuzz_drvrt.c plays the device inside them, in virtual time).
+ * NULL, the real ones, unless it installs its own.  Release builds have
+ * neither pointer.
+ */
+extern int64_t (*__vshm_fuzz_drvrt_now)(void);
+extern void (*__vshm_fuzz_drvrt_sleep)(int64_t ns);
+int64_t (*__vshm_fuzz_drvrt_now)(void);
+void (*__vshm_fuzz_drvrt_sleep)(int64_t ns);
+#endif
+
 static int64_t now_ns(void)
 {
 	struct timespec ts;
 
+#ifdef VSHM_FUZZ
+	if (__vshm_fuzz_drvrt_now)
+		return __vshm_fuzz_drvrt_now();
+#endif
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
@@ -72,6 +89,12 @@ static void sleep_ns(int64_t ns)
 {
 	struct timespec ts = { .tv_sec = ns / 1000000000ll, .tv_nsec = ns % 1000000000ll };
 
+#ifdef VSHM_FUZZ
+	if (__vshm_fuzz_drvrt_sleep) {
+		__vshm_fuzz_drvrt_sleep(ns);
+		return;
+	}
+#endif
 	nanosleep(&ts, NULL);
 }
 
