@@ -48,6 +48,8 @@ static void usage(FILE *f)
 		"  --dev N          device number to use (default: the first of the right type)\n"
 		"  --ring LAYOUT    split (default), packed or fifo: the virtqueue layout to ask for\n"
 		"  --timeout MS     console: quiet time before exiting (default 1000)\n"
+		"  --req-timeout MS give up on a device that does not complete a request\n"
+		"                   (default: 30000 for blk, 10000 for rng and console)\n"
 		"  --progress       print progress of long transfers on stderr\n"
 		"  -h, --help       this text\n"
 		"\n"
@@ -67,6 +69,7 @@ struct io_ctx {
 	int dev;
 	int progress;
 	int timeout_ms;
+	int req_timeout_ms;	/* 0: the drivers' default */
 };
 
 static void show_progress(const struct io_ctx *c, const char *what, uint64_t done, uint64_t total, double t0)
@@ -107,6 +110,8 @@ static int open_blk(struct io_ctx *c, struct vshm_blkdrv **b, uint32_t depth)
 		fprintf(stderr, "vshm io: cannot open blk device %d: %s\n", dev, strerror(-rc));
 		return 1;
 	}
+	if (c->req_timeout_ms)
+		vshm_blkdrv_set_timeout(*b, (int64_t)c->req_timeout_ms * 1000000);
 	return 0;
 }
 
@@ -375,8 +380,10 @@ static int cmd_stress(struct io_ctx *c, uint64_t total, unsigned qd, uint64_t se
 	for (uint64_t o = 0; o < cap; o += CHUNK) {
 		size_t n = cap - o < CHUNK ? (size_t)(cap - o) : CHUNK;
 
-		if (vshm_blkdrv_read(b, o / VSHM_BLK_SECTOR, s.model + o, n)) {
-			fprintf(stderr, "vshm io: initial read failed\n");
+		int e = vshm_blkdrv_read(b, o / VSHM_BLK_SECTOR, s.model + o, n);
+
+		if (e) {
+			fprintf(stderr, "vshm io: initial read failed: %s\n", strerror(-e));
 			goto out;
 		}
 	}
@@ -430,8 +437,12 @@ static int cmd_stress(struct io_ctx *c, uint64_t total, unsigned qd, uint64_t se
 			r->busy = 1;
 			submitted += r->len;
 		}
-		if (vshm_blkdrv_wait(b, 2000000000ll) < 0) {
-			fprintf(stderr, "vshm io: the device went away\n");
+		int w = vshm_blkdrv_wait(b, 2000000000ll);
+
+		if (w < 0) {
+			fprintf(stderr, "vshm io: %s\n", w == -ETIMEDOUT ?
+				"the device kept a request past --req-timeout; giving up on it" :
+				"the device went away");
 			goto out;
 		}
 		show_progress(c, "stress", s.bytes_done < total ? s.bytes_done : total, total, t0);
@@ -483,6 +494,8 @@ static int cmd_rng(struct io_ctx *c, uint64_t len, const char *out)
 		fprintf(stderr, "vshm io: cannot open rng device %d: %s\n", dev, strerror(-rc));
 		return 1;
 	}
+	if (c->req_timeout_ms)
+		vshm_rngdrv_set_timeout(r, (int64_t)c->req_timeout_ms * 1000000);
 	buf = malloc(len ? len : 1);
 	rc = buf ? vshm_rngdrv_read(r, buf, len) : -ENOMEM;
 	if (rc) {
@@ -521,6 +534,8 @@ static int cmd_console(struct io_ctx *c, const char *text)
 		fprintf(stderr, "vshm io: cannot open console device %d: %s\n", dev, strerror(-rc));
 		return 1;
 	}
+	if (c->req_timeout_ms)
+		vshm_condrv_set_timeout(con, (int64_t)c->req_timeout_ms * 1000000);
 	if (text) {
 		rc = vshm_condrv_write(con, text, strlen(text));
 		if (!rc)
@@ -549,6 +564,7 @@ int vshm_cmd_io(int argc, char **argv)
 		{ "hub", required_argument, NULL, 'H' },
 		{ "dev", required_argument, NULL, 'd' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "req-timeout", required_argument, NULL, 'T' },
 		{ "progress", no_argument, NULL, 'P' },
 		{ "ring", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
@@ -573,6 +589,17 @@ int vshm_cmd_io(int argc, char **argv)
 		case 't':
 			c.timeout_ms = atoi(optarg);
 			break;
+		case 'T': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+
+			if (*end || end == optarg || v < 1 || v > 3600000) {
+				fprintf(stderr, "vshm io: bad --req-timeout '%s': expected 1..3600000 (ms)\n", optarg);
+				return 2;
+			}
+			c.req_timeout_ms = (int)v;
+			break;
+		}
 		case 'P':
 			c.progress = 1;
 			break;

@@ -68,6 +68,7 @@ static const struct {
 	{ "config", VSHM_RT_FAULT_CONFIG },
 	{ "mute", VSHM_RT_FAULT_MUTE },
 	{ "storm", VSHM_RT_FAULT_STORM },
+	{ "stall", VSHM_RT_FAULT_STALL },
 };
 
 static void usage(FILE *f)
@@ -97,7 +98,8 @@ static void usage(FILE *f)
 		"                        config    config reads return random bytes and generations\n"
 		"                        mute      stop answering control messages after N\n"
 		"                        storm     ring the driver's doorbells without end\n"
-		"  --hostile-after N     the N of used-id and mute (default 32)\n"
+		"                        stall     after N completions on a queue, complete no more\n"
+		"  --hostile-after N     the N of used-id, mute and stall (default 32)\n"
 		"\n"
 		"example: vshm serve --hub /run/vshm/vm1.sock blk:disk.img console rng\n");
 }
@@ -457,7 +459,7 @@ int vshm_cmd_serve(int argc, char **argv)
 				if (!strcmp(optarg, hostile_classes[k].name))
 					break;
 			if (k == sizeof(hostile_classes) / sizeof(hostile_classes[0])) {
-				fprintf(stderr, "vshm serve: unknown --hostile class '%s' (expected used-id, used-len, config, mute or storm)\n",
+				fprintf(stderr, "vshm serve: unknown --hostile class '%s' (expected used-id, used-len, config, mute, storm or stall)\n",
 					optarg);
 				return 2;
 			}

@@ -42,6 +42,7 @@
 struct blk_slot {
 	int busy;
 	uint64_t seq;		/* submission order, for resubmission */
+	int64_t t_submit;	/* when it went to the device (request timeout) */
 	struct vshm_sg *sg;	/* the chain as submitted (max_sg entries) */
 	unsigned nout, nin;
 	int op;
@@ -72,6 +73,8 @@ struct vshm_blkdrv {
 	int64_t spin_ns;	/* poll window of vshm_blkdrv_wait (see adapt_spin) */
 	uint64_t seq;
 	int64_t recover_ns;	/* 0: a lost device fails requests; else re-attach bound */
+	int64_t req_timeout_ns;	/* a request not completed by then fails them all */
+	int fail_status;	/* what failed requests complete with (-EIO) */
 	struct vshm_blkdrv_stats st;
 	int in_recovery;
 };
@@ -131,6 +134,8 @@ int vshm_blkdrv_open(struct vshm_drv *d, uint16_t dev_num, uint32_t depth,
 	if (!b)
 		return -ENOMEM;
 	b->d = d;
+	b->req_timeout_ns = 30 * 1000000000ll;
+	b->fail_status = -EIO;
 	rc = vshm_drv_dev_init(d, dev_num, VSHM_VIRTIO_ID_BLOCK,
 			       (1ull << F_SIZE_MAX) | (1ull << F_SEG_MAX) | (1ull << F_RO) |
 			       (1ull << F_BLK_SIZE) | (1ull << F_FLUSH) | (1ull << F_DISCARD) |
@@ -238,7 +243,7 @@ static void finish(struct vshm_blkdrv *b, unsigned i, int fail, uint32_t written
 	struct blk_slot *s = &b->slots[i];
 	vshm_blk_cb cb = s->cb;
 	void *arg = s->arg;
-	int status = -EIO;
+	int status = fail ? b->fail_status : -EIO;
 
 	if (!fail && written >= 1) {
 		uint8_t st = vshm_load_once(&meta(b, i)[M_STATUS]);
@@ -335,6 +340,7 @@ static int lost_device(struct vshm_blkdrv *b)
 	for (unsigned i = 0; !rc && i < n; i++) {
 		s = out[i];
 		meta(b, (unsigned)(s - b->slots))[M_STATUS] = 0xff;
+		s->t_submit = now_ns();
 		rc = vshm_drv_vq_add(b->vq, s->sg, s->nout, s->nin, s);
 		if (!rc)
 			b->st.retried++;
@@ -480,6 +486,7 @@ static int submit(struct vshm_blkdrv *b, int op, uint64_t sector, void *buf, siz
 	s->nout = nout;
 	s->nin = nin;
 	s->seq = b->seq++;
+	s->t_submit = now_ns();
 	rc = vshm_drv_vq_add(b->vq, sg, nout, nin, s);
 	if (rc == -EIO && lost_device(b) == 0)
 		rc = vshm_drv_vq_add(b->vq, sg, nout, nin, s);	/* on the new session */
@@ -553,6 +560,36 @@ static void adapt_spin(struct vshm_blkdrv *b, int64_t waited_ns)
 		b->spin_ns = b->spin_ns / 2 > SPIN_MIN_NS ? b->spin_ns / 2 : SPIN_MIN_NS;
 }
 
+/* Has a request waited longer than the request timeout? */
+static int stuck(const struct vshm_blkdrv *b)
+{
+	int64_t now = now_ns();
+
+	if (!b->req_timeout_ns)
+		return 0;
+	for (unsigned i = 0; i < b->nslots; i++)
+		if (b->slots[i].busy && now - b->slots[i].t_submit > b->req_timeout_ns)
+			return 1;
+	return 0;
+}
+
+/* Sleep no later than @deadline, nor past the oldest request's timeout. */
+static int64_t next_wake(const struct vshm_blkdrv *b, int64_t deadline)
+{
+	for (unsigned i = 0; b->req_timeout_ns && i < b->nslots; i++) {
+		int64_t t = b->slots[i].t_submit + b->req_timeout_ns + 1;
+
+		if (b->slots[i].busy && t < deadline)
+			deadline = t;
+	}
+	return deadline;
+}
+
+void vshm_blkdrv_set_timeout(struct vshm_blkdrv *b, int64_t timeout_ns)
+{
+	b->req_timeout_ns = timeout_ns > 0 ? timeout_ns : 0;
+}
+
 int vshm_blkdrv_wait(struct vshm_blkdrv *b, int64_t timeout_ns)
 {
 	int64_t start = now_ns(), deadline = start + timeout_ns;
@@ -587,11 +624,23 @@ int vshm_blkdrv_wait(struct vshm_blkdrv *b, int64_t timeout_ns)
 				return -EIO;
 			continue;
 		}
+		if (stuck(b)) {
+			/*
+			 * A live device that keeps a request forever: fail them
+			 * all and take no more (the buffers it holds are never
+			 * handed out again).
+			 */
+			vshm_drv_vq_disable_cb(b->vq);
+			b->st.timeouts++;
+			b->fail_status = -ETIMEDOUT;
+			fail_all(b);
+			return -ETIMEDOUT;
+		}
 		if (now_ns() >= deadline) {
 			vshm_drv_vq_disable_cb(b->vq);
 			return 0;
 		}
-		rc = vshm_drv_dev_wait(b->dev, 0, deadline - now_ns());
+		rc = vshm_drv_dev_wait(b->dev, 0, next_wake(b, deadline) - now_ns());
 		slept = 1;
 		vshm_drv_vq_disable_cb(b->vq);
 		if (rc == -EIO && lost_device(b))

@@ -11,6 +11,7 @@
 
 #include <vshm/devmodel.h>
 #include <vshm/drivers.h>
+#include "wait_one.h"
 
 #define RXBUFS	8
 #define RXSIZE	4096u
@@ -30,6 +31,8 @@ struct vshm_condrv {
 	unsigned head;		/* next rx buffer to read from, in completion order */
 	unsigned ready[RXBUFS];	/* completed buffers in order */
 	unsigned nready;
+	int64_t timeout_ns;	/* bound on one transmit */
+	int stuck;		/* a transmit timed out: its buffer stays mapped */
 };
 
 static int post_rx(struct vshm_condrv *c, unsigned i)
@@ -57,6 +60,7 @@ int vshm_condrv_open(struct vshm_drv *d, uint16_t dev_num, struct vshm_condrv **
 		goto fail;
 	c->pool = vshm_drv_dev_pool(c->dev);
 	c->w = vshm_drv_dev_window(c->dev);
+	c->timeout_ns = DRV_TIMEOUT_NS;
 	for (unsigned i = 0; i < RXBUFS && !rc; i++) {
 		rc = vshm_bounce_alloc(c->pool, RXSIZE, &c->rx[i].sg);
 		if (rc >= 0)
@@ -76,10 +80,17 @@ fail:
 	return rc;
 }
 
+void vshm_condrv_set_timeout(struct vshm_condrv *c, int64_t timeout_ns)
+{
+	c->timeout_ns = timeout_ns > 0 ? timeout_ns : DRV_TIMEOUT_NS;
+}
+
 int vshm_condrv_write(struct vshm_condrv *c, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 
+	if (c->stuck)
+		return -EIO;
 	while (len) {
 		size_t n = len < 65536 ? len : 65536;
 		struct vshm_bounce_map m;
@@ -95,12 +106,11 @@ int vshm_condrv_write(struct vshm_condrv *c, const void *buf, size_t len)
 			vshm_bounce_unmap(c->pool, &m, 0);
 			return -EIO;
 		}
-		while ((rc = vshm_drv_vq_harvest(c->txq, &ck, &got)) == 0)
-			if (vshm_drv_vq_enable_cb(c->txq) == 0 &&
-			    vshm_drv_dev_wait(c->dev, 1, 1000000000ll) == -EIO) {
-				rc = -EIO;
-				break;
-			}
+		rc = drv_wait_one(c->dev, c->txq, 1, c->timeout_ns, &ck, &got);
+		if (rc == -ETIMEDOUT) {
+			c->stuck = 1;
+			return rc;
+		}
 		if (rc != 1) {
 			vshm_drv_vq_detach_unused(c->txq);
 			vshm_bounce_unmap(c->pool, &m, 0);
@@ -113,17 +123,9 @@ int vshm_condrv_write(struct vshm_condrv *c, const void *buf, size_t len)
 	return 0;
 }
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
-
 long vshm_condrv_read(struct vshm_condrv *c, void *buf, size_t len, int64_t timeout_ns)
 {
-	int64_t deadline = now_ns() + timeout_ns;
+	int64_t deadline = drv_now_ns() + timeout_ns;
 	size_t copied = 0;
 
 	for (;;) {
@@ -157,10 +159,10 @@ long vshm_condrv_read(struct vshm_condrv *c, void *buf, size_t len, int64_t time
 		}
 		if (copied)
 			return (long)copied;
-		if (now_ns() >= deadline)
+		if (drv_now_ns() >= deadline)
 			return 0;
 		if (vshm_drv_vq_enable_cb(c->rxq) == 0 &&
-		    vshm_drv_dev_wait(c->dev, 0, deadline - now_ns()) == -EIO)
+		    vshm_drv_dev_wait(c->dev, 0, deadline - drv_now_ns()) == -EIO)
 			return -EIO;
 	}
 }

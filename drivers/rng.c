@@ -5,6 +5,7 @@
 
 #include <vshm/devmodel.h>
 #include <vshm/drivers.h>
+#include "wait_one.h"
 
 #define CHUNK (64u << 10)	/* bytes per request */
 
@@ -12,6 +13,8 @@ struct vshm_rngdrv {
 	struct vshm_drv_dev *dev;
 	struct vshm_drv_vq *vq;
 	struct vshm_bounce_pool *pool;
+	int64_t timeout_ns;	/* bound on one request */
+	int stuck;		/* a request timed out: its buffer stays mapped */
 };
 
 int vshm_rngdrv_open(struct vshm_drv *d, uint16_t dev_num, struct vshm_rngdrv **out)
@@ -33,14 +36,22 @@ int vshm_rngdrv_open(struct vshm_drv *d, uint16_t dev_num, struct vshm_rngdrv **
 		return rc;
 	}
 	r->pool = vshm_drv_dev_pool(r->dev);
+	r->timeout_ns = DRV_TIMEOUT_NS;
 	*out = r;
 	return 0;
+}
+
+void vshm_rngdrv_set_timeout(struct vshm_rngdrv *r, int64_t timeout_ns)
+{
+	r->timeout_ns = timeout_ns > 0 ? timeout_ns : DRV_TIMEOUT_NS;
 }
 
 int vshm_rngdrv_read(struct vshm_rngdrv *r, void *buf, size_t len)
 {
 	uint8_t *p = buf;
 
+	if (r->stuck)
+		return -EIO;
 	while (len) {
 		size_t n = len < CHUNK ? len : CHUNK;
 		struct vshm_bounce_map m;
@@ -56,15 +67,10 @@ int vshm_rngdrv_read(struct vshm_rngdrv *r, void *buf, size_t len)
 			vshm_bounce_unmap(r->pool, &m, 0);
 			return -EIO;
 		}
-		for (;;) {
-			rc = vshm_drv_vq_harvest(r->vq, &ck, &got);
-			if (rc)
-				break;
-			if (vshm_drv_vq_enable_cb(r->vq) == 0 &&
-			    vshm_drv_dev_wait(r->dev, 0, 1000000000ll) == -EIO) {
-				rc = -EIO;
-				break;
-			}
+		rc = drv_wait_one(r->dev, r->vq, 0, r->timeout_ns, &ck, &got);
+		if (rc == -ETIMEDOUT) {
+			r->stuck = 1;
+			return rc;
 		}
 		if (rc != 1) {
 			vshm_drv_vq_detach_unused(r->vq);

@@ -212,6 +212,8 @@ static int fault_complete(struct vshm_dev_rt *rt, struct rt_queue *q, uint16_t h
 	uint32_t every = rt->faults.after ? rt->faults.after : 1;
 
 	q->done++;
+	if ((rt->faults.classes & VSHM_RT_FAULT_STALL) && q->done > every)
+		return 1;	/* taken, never completed */
 	if ((rt->faults.classes & VSHM_RT_FAULT_USED_ID) && q->done % every == 0) {
 		if (rt->faults_done++ % 2 == 0)
 			vshm_dev_vq_inject_used(q->vq, q->size + 0x1000u, 0);

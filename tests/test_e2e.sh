@@ -241,6 +241,30 @@ hostile used-len 16 fail "failed|error"
 hostile config 16 fail "Invalid argument|failed"
 hostile mute 1 fail "timed out"
 hostile storm 16 ok "0 errors, 0 mismatches"
+# stall: a device that takes requests and never completes them: every
+# driver gives up after its request timeout (--req-timeout).
+truncate -s 16M "$T/hostile.img"
+start_hub "$T/hostile-stall.sock" --size 16M --vectors 4
+if start_serve "$T/hostile-stall.sock" --hostile stall --hostile-after 1 "blk:$T/hostile.img" rng; then
+	t0=$(date +%s%N)
+	out=$(timeout 30 "$VSHM" io --hub "$T/hostile-stall.sock" --req-timeout 1500 rng 300000 "$T/stall.bin" 2>&1)
+	rc=$?
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	check "hostile stall: an rng read the device never completes fails within its timeout (exit $rc, $ms ms: $out)" \
+		test "$rc" -ne 0 -a "$rc" -ne 124 -a "$ms" -lt 10000
+	grep -q "timed out" <<<"$out" || notok "hostile stall: the driver says it timed out ($out)"
+	t0=$(date +%s%N)
+	out=$(timeout 30 "$VSHM" io --hub "$T/hostile-stall.sock" --req-timeout 1500 stress 2M 8 3 2>&1)
+	rc=$?
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	check "hostile stall: blk I/O the device never completes fails within its timeout (exit $rc, $ms ms: $out)" \
+		test "$rc" -ne 0 -a "$rc" -ne 124 -a "$ms" -lt 10000
+	grep -q "timed out\|past --req-timeout" <<<"$out" || notok "hostile stall: the blk driver says it timed out ($out)"
+	check "hostile stall: the device process lives on" kill -0 "$SERVE_PID"
+	kill -TERM "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null
+else
+	notok "vshm serve --hostile stall starts"
+fi
 
 # ---- bad input -------------------------------------------------------------
 bad() { # description expected-exit regex command...

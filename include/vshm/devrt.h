@@ -99,12 +99,15 @@ void vshm_dev_rt_driver_gone(struct vshm_dev_rt *rt);
  *             heartbeat goes on, the mailbox is read and ignored.
  *   STORM     ring every doorbell of the driver on every step, and never
  *             go idle.
+ *   STALL     after @after completions on a queue, complete nothing more
+ *             there (requests are taken and dropped).
  */
 #define VSHM_RT_FAULT_USED_ID	(1u << 0)
 #define VSHM_RT_FAULT_USED_LEN	(1u << 1)
 #define VSHM_RT_FAULT_CONFIG	(1u << 2)
 #define VSHM_RT_FAULT_MUTE	(1u << 3)
 #define VSHM_RT_FAULT_STORM	(1u << 4)
+#define VSHM_RT_FAULT_STALL	(1u << 5)
 
 struct vshm_dev_rt_faults {
 	uint32_t classes;	/* VSHM_RT_FAULT_* */

@@ -92,7 +92,9 @@ int vshm_blkdrv_poll(struct vshm_blkdrv *b);
 /*
  * Wait up to @timeout_ns for at least one completion (runs callbacks).
  * Returns callbacks run (0 on timeout) or -EIO; after -EIO every
- * outstanding request has been completed with -EIO.
+ * outstanding request has been completed with -EIO.  -ETIMEDOUT: a request
+ * outlived the request timeout (vshm_blkdrv_set_timeout); every outstanding
+ * request has been completed with -ETIMEDOUT.
  */
 int vshm_blkdrv_wait(struct vshm_blkdrv *b, int64_t timeout_ns);
 unsigned vshm_blkdrv_inflight(const struct vshm_blkdrv *b);
@@ -116,26 +118,46 @@ void vshm_blkdrv_set_recovery(struct vshm_blkdrv *b, int64_t timeout_ns);
 struct vshm_blkdrv_stats {
 	uint64_t submitted;	/* requests accepted */
 	uint64_t retried;	/* resubmissions after a recovery */
-	uint64_t failed;	/* completed with -EIO because the device was lost */
+	uint64_t failed;	/* completed with -EIO because the device was lost,
+				   or -ETIMEDOUT after a request timeout */
+	uint64_t timeouts;	/* requests a live device kept past the timeout */
 	uint64_t recoveries;	/* successful re-attaches */
 	int last_error;		/* why the last recovery failed (-errno), or 0 */
 };
 void vshm_blkdrv_get_stats(const struct vshm_blkdrv *b, struct vshm_blkdrv_stats *st);
+/*
+ * A device that is alive but keeps a request longer than @timeout_ns (30 s
+ * by default; 0: wait forever) is not trusted again: vshm_blkdrv_wait()
+ * fails every request in flight with -ETIMEDOUT, returns -ETIMEDOUT, and
+ * the driver takes no more requests (the buffers the device holds are
+ * never reused).
+ */
+void vshm_blkdrv_set_timeout(struct vshm_blkdrv *b, int64_t timeout_ns);
 
 /* ---- rng --------------------------------------------------------------- */
 
 struct vshm_rngdrv;
 int vshm_rngdrv_open(struct vshm_drv *d, uint16_t dev_num, struct vshm_rngdrv **out);
-/* Fill @buf with @len random bytes from the device; 0 or -EIO. */
+/*
+ * Fill @buf with @len random bytes from the device: 0, -EIO, or -ETIMEDOUT
+ * when one request was not completed within the timeout (10 s unless set;
+ * the driver refuses further reads then: the device may still write the
+ * buffer it holds, which stays mapped until close).
+ */
 int vshm_rngdrv_read(struct vshm_rngdrv *r, void *buf, size_t len);
+void vshm_rngdrv_set_timeout(struct vshm_rngdrv *r, int64_t timeout_ns);
 void vshm_rngdrv_close(struct vshm_rngdrv *r);
 
 /* ---- console ------------------------------------------------------------ */
 
 struct vshm_condrv;
 int vshm_condrv_open(struct vshm_drv *d, uint16_t dev_num, struct vshm_condrv **out);
-/* Send @len bytes to the console's host side; 0 or -EIO. */
+/*
+ * Send @len bytes to the console's host side: 0, -EIO, or -ETIMEDOUT as
+ * for vshm_rngdrv_read() (the same bound, the same refusal afterwards).
+ */
 int vshm_condrv_write(struct vshm_condrv *c, const void *buf, size_t len);
+void vshm_condrv_set_timeout(struct vshm_condrv *c, int64_t timeout_ns);
 /*
  * Receive what the host side sent: waits up to @timeout_ns for the first
  * byte, returns the bytes copied (0 on timeout) or -EIO.
