@@ -155,7 +155,7 @@ FUZZ_O := $(O)/fuzz
 FUZZ_FLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Iinclude -Isrc -Itests \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DVSHM_FUZZ
 FUZZ_LIB_SRCS := $(LIB_SRCS) $(wildcard devices/*.c)
-# The smoke run shares 270 s among the targets (27 s each for ten), which
+# The smoke run shares 270 s among the targets (22 s each for twelve), which
 # keeps it under five minutes however many targets there are.
 FUZZ_SMOKE_BUDGET ?= 270
 FUZZ_SMOKE_SECONDS ?= $(shell expr $(FUZZ_SMOKE_BUDGET) / $(words $(FUZZ_BINS)))
