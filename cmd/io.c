@@ -590,13 +590,10 @@ int vshm_cmd_io(int argc, char **argv)
 			c.timeout_ms = atoi(optarg);
 			break;
 		case 'T': {
-			char *end;
-			long v = strtol(optarg, &end, 10);
+			long v;
 
-			if (*end || end == optarg || v < 1 || v > 3600000) {
-				fprintf(stderr, "vshm io: bad --req-timeout '%s': expected 1..3600000 (ms)\n", optarg);
+			if (cmd_number("io", "req-timeout", optarg, 1, 3600000, &v))
 				return 2;
-			}
 			c.req_timeout_ms = (int)v;
 			break;
 		}

@@ -439,13 +439,10 @@ int vshm_cmd_serve(int argc, char **argv)
 			hub = optarg;
 			break;
 		case 'p': {
-			char *end;
-			long v = strtol(optarg, &end, 10);
+			long v;
 
-			if (*end || v < 0 || v > 10000000) {
-				fprintf(stderr, "vshm serve: bad --poll-us '%s': expected 0..10000000\n", optarg);
+			if (cmd_number("serve", "poll-us", optarg, 0, 10000000, &v))
 				return 2;
-			}
 			s.poll_ns = v * 1000;
 			break;
 		}
@@ -467,13 +464,10 @@ int vshm_cmd_serve(int argc, char **argv)
 			break;
 		}
 		case 'A': {
-			char *end;
-			long v = strtol(optarg, &end, 10);
+			long v;
 
-			if (*end || end == optarg || v < 1 || v > 1000000) {
-				fprintf(stderr, "vshm serve: bad --hostile-after '%s': expected 1..1000000\n", optarg);
+			if (cmd_number("serve", "hostile-after", optarg, 1, 1000000, &v))
 				return 2;
-			}
 			s.faults.after = (uint32_t)v;
 			break;
 		}
