@@ -79,6 +79,10 @@ static unsigned int heartbeat_ms = 10000;
 module_param(heartbeat_ms, uint, 0644);
 MODULE_PARM_DESC(heartbeat_ms, "end the session when the device's heartbeat stands still this long, ms; 0 = never (10000)");
 
+static unsigned int stall_ms = 30000;
+module_param(stall_ms, uint, 0644);
+MODULE_PARM_DESC(stall_ms, "reset a device that holds requests this long without completing any, ms; 0 = never (30000)");
+
 static unsigned int pool_kb = 8192;
 module_param(pool_kb, uint, 0644);
 MODULE_PARM_DESC(pool_kb, "window KiB per virtio device for its rings and bounce buffers, shrunk to fit (8192)");
@@ -165,6 +169,8 @@ struct vshm_vq {
 	u8 *trk_count;			/* [vr.num] chains outstanding per head */
 	bool trk_ok;			/* false: packed, or lost track */
 	bool trk_bad;			/* stopped at a completion of nothing */
+	u16 stall_used;			/* trk_used when it last moved */
+	unsigned long stall_since;	/* jiffies: since then */
 };
 
 /* One virtio device. */
@@ -686,13 +692,14 @@ static void vd_misbehaved(struct vshm_vdev *vd, unsigned int queue, const char *
 }
 
 /*
- * Call @fn on every device-writable buffer of the chain at @head, as the
- * descriptors in the window say: a walk bounded to the queue size that
- * touches only this device's pool (an indirect table is read from its
- * bounce copy).  Under trk_lock.
+ * Call @fn on every buffer of the chain at @head, as the descriptors in the
+ * window say, with whether the device may write it: a walk bounded to the
+ * queue size that touches only this device's pool (an indirect table is
+ * read from its bounce copy).  Under trk_lock.
  */
-static void walk_writable(struct vshm_vq *qv, u16 head,
-			  void (*fn)(struct vshm_vq *qv, u64 addr, u32 len, void *arg), void *arg)
+static void walk_chain(struct vshm_vq *qv, u16 head,
+		       void (*fn)(struct vshm_vq *qv, u64 addr, u32 len, bool write, void *arg),
+		       void *arg)
 {
 	struct virtio_device *vdev = &qv->vd->vdev;
 	u16 num = qv->vr.num, i = head, hops;
@@ -711,12 +718,11 @@ static void walk_writable(struct vshm_vq *qv, u16 head,
 			for (j = 0; t && j < n && j < VSHM_VQ_MAX_SIZE; j++) {
 				u16 f = virtio16_to_cpu(vdev, READ_ONCE(t[j].flags));
 
-				if (f & VRING_DESC_F_WRITE)
-					fn(qv, virtio64_to_cpu(vdev, READ_ONCE(t[j].addr)),
-					   virtio32_to_cpu(vdev, READ_ONCE(t[j].len)), arg);
+				fn(qv, virtio64_to_cpu(vdev, READ_ONCE(t[j].addr)),
+				   virtio32_to_cpu(vdev, READ_ONCE(t[j].len)), f & VRING_DESC_F_WRITE, arg);
 			}
-		} else if (flags & VRING_DESC_F_WRITE) {
-			fn(qv, addr, len, arg);
+		} else {
+			fn(qv, addr, len, flags & VRING_DESC_F_WRITE, arg);
 		}
 		if (!(flags & VRING_DESC_F_NEXT) || next >= num)
 			break;
@@ -724,9 +730,10 @@ static void walk_writable(struct vshm_vq *qv, u16 head,
 	}
 }
 
-static void add_len(struct vshm_vq *qv, u64 addr, u32 len, void *arg)
+static void add_len(struct vshm_vq *qv, u64 addr, u32 len, bool write, void *arg)
 {
-	*(u64 *)arg += len;
+	if (write)
+		*(u64 *)arg += len;
 }
 
 /*
@@ -789,7 +796,7 @@ static void track_locked(struct vshm_vq *qv)
 			return;
 		}
 		qv->trk_count[id]--;
-		walk_writable(qv, (u16)id, add_len, &room);
+		walk_chain(qv, (u16)id, add_len, &room);
 		if (len > room)
 			vd_misbehaved(qv->vd, qv->index, "completion longer than its buffers (length, room)",
 				      len, (u32)min_t(u64, room, U32_MAX));
@@ -813,9 +820,9 @@ static void vshm_vd_unmap_hook(void *ctx)
 	spin_unlock_irqrestore(&vd->qv_lock, flags);
 }
 
-static void poison(struct vshm_vq *qv, u64 addr, u32 len, void *arg)
+static void poison(struct vshm_vq *qv, u64 addr, u32 len, bool write, void *arg)
 {
-	void *p = vshm_dma_pool_ptr(qv->vd->dma, addr, len);
+	void *p = write ? vshm_dma_pool_ptr(qv->vd->dma, addr, len) : NULL;
 
 	if (p)
 		memset(p, 0xff, len);
@@ -863,7 +870,7 @@ static unsigned int vq_fail_outstanding(struct vshm_vq *qv)
 		 * so that what the driver copies back carries no success
 		 * status (virtio-blk: status 0xff is an I/O error).
 		 */
-		walk_writable(qv, h, poison, NULL);
+		walk_chain(qv, h, poison, NULL);
 		qv->vr.used->ring[used & (num - 1)].id = cpu_to_virtio32(vdev, h);
 		qv->vr.used->ring[used & (num - 1)].len = 0;
 		used++;
@@ -897,6 +904,62 @@ static bool vq_failing(struct vshm_vq *qv)
 	return atomic_read(&qv->vd->failing) || failing_now(qv->vd->tp);
 }
 
+static void is_request(struct vshm_vq *qv, u64 addr, u32 len, bool write, void *arg)
+{
+	if (!write)
+		*(bool *)arg = true;
+}
+
+/*
+ * Chains of @qv that are requests: they carry something for the device to
+ * read.  Receive buffers (write-only chains: a console's input, an rng's
+ * buffer) may be held for as long as the device has nothing to say.
+ * Under trk_lock.
+ */
+static unsigned int held_requests(struct vshm_vq *qv)
+{
+	unsigned int n = 0;
+	u16 h;
+
+	for (h = 0; h < qv->vr.num; h++) {
+		bool readable = false;
+
+		if (!qv->trk_count[h])
+			continue;
+		walk_chain(qv, h, is_request, &readable);
+		n += readable;
+	}
+	return n;
+}
+
+/*
+ * A device that holds requests and completes none of them for stall_ms is
+ * not serving: Linux 6.1's virtio_blk would wait for it forever.  From the
+ * watchdog.
+ */
+static void check_stalled(struct vshm_vq *qv)
+{
+	unsigned long flags;
+	unsigned int held;
+	u16 used;
+
+	if (!stall_ms || !qv->trk_ok || vq_failing(qv) || atomic_read(&qv->vd->misbehaved))
+		return;
+	spin_lock_irqsave(&qv->trk_lock, flags);
+	track_locked(qv);
+	used = qv->trk_used;
+	held = qv->trk_bad ? 0 : held_requests(qv);
+	spin_unlock_irqrestore(&qv->trk_lock, flags);
+	if (!held || used != qv->stall_used) {
+		qv->stall_used = used;
+		qv->stall_since = jiffies;
+		return;
+	}
+	if (time_after(jiffies, qv->stall_since + msecs_to_jiffies(stall_ms)))
+		vd_misbehaved(qv->vd, qv->index, "requests held without a completion (requests, ms)",
+			      held, stall_ms);
+}
+
 /* Did the virtio core find a completion it could not take?  Any context. */
 static void check_broken(struct vshm_vq *qv)
 {
@@ -926,6 +989,7 @@ static void rescan_vqs(struct vshm_tp *tp)
 		if (vring_interrupt(0, qv->vq) == IRQ_HANDLED)
 			tp_count(tp, C_RESCANS);
 		check_broken(qv);
+		check_stalled(qv);
 	}
 	spin_unlock_irqrestore(&tp->vqs_lock, flags);
 }
@@ -1221,6 +1285,7 @@ static struct virtqueue *setup_vq(struct vshm_vdev *vd, unsigned int index,
 		qv->vr = *virtqueue_get_vring(vq);
 		qv->trk_count = kcalloc(qv->vr.num, sizeof(*qv->trk_count), GFP_KERNEL);
 		qv->trk_ok = !!qv->trk_count;
+		qv->stall_since = jiffies;
 	}
 
 	num = virtqueue_get_vring_size(vq);

@@ -7,7 +7,8 @@
 # misbehaviour: completions of buffers the driver does not hold (used-id),
 # completions longer than their buffers (used-len), random config bytes
 # and generations (config), a device that stops answering control messages
-# (mute), and doorbells without end (storm).  The guest (tests/guest/
+# (mute), doorbells without end (storm), and requests taken and never
+# completed (stall).  The guest (tests/guest/
 # hostile.sh) checks that the module logs it, takes the device out of
 # service and fails what it held, that no workload hangs, that the kernel
 # log shows no oops, and that a well-behaved backend is served again after
@@ -37,7 +38,7 @@ request() {
 		case $2 in
 		good) ;;
 		mute) args=(--hostile mute --hostile-after 20) ;;
-		used-id | used-len | config | storm) args=(--hostile "$2") ;;
+		used-id | used-len | config | storm | stall) args=(--hostile "$2") ;;
 		*) notok "unknown class from the guest: $2"; return ;;
 		esac
 		if start_serve ${args[@]+"${args[@]}"} "blk:$IMG" rng; then
@@ -55,11 +56,11 @@ request() {
 cat >"$T/env" <<EOT
 HOST_OFF_MB=$HOST_OFF_MB
 HOST_MD5=$HOST_MD5
-MOD_ARGS="call_timeout_ms=500"
+MOD_ARGS="call_timeout_ms=500 stall_ms=2000"
 EOT
 run_guest "$HERE/guest/hostile.sh" 35
 check "the host served every class the guest asked for (${served[*]})" \
-	test "${served[*]}" = "good used-id good used-len good config good mute good storm good"
+	test "${served[*]}" = "good used-id good used-len good config good mute good storm good stall good"
 check "the image still holds the host's pattern" \
 	test "$(dd if="$IMG" bs=1M skip="$HOST_OFF_MB" count=1 status=none | md5)" = "$HOST_MD5"
 diag "whole test: $(since "$t_start")s"

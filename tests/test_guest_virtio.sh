@@ -10,7 +10,8 @@
 # Every process this starts is stopped on exit; every wait is bounded.
 # Needs VSHM (the vshm binary); builds the module into $O/kmod and the
 # initramfs into $O/guest.  Skips (77) without QEMU, the guest kernel or its
-# headers (scripts/deps.sh installs them).  VSHM_GUEST_SMP=N boots N vCPUs.
+# headers (scripts/deps.sh installs them).  VSHM_GUEST_SMP=N boots N vCPUs;
+# VSHM_GUEST_MODARGS adds virtio_shm parameters (e.g. stall_ms=300).
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/guest/host-lib.sh"
 GUEST_TIMEOUT=${VSHM_GUEST_TIMEOUT:-240}
@@ -83,7 +84,7 @@ HOST_MD5=$HOST_MD5
 GUEST_OFF_MB=$GUEST_OFF_MB
 FS_KB=$FS_KB
 IMG_SECTORS=$((IMG_MB * 2048))
-MOD_ARGS="${VSHM_GUEST_PACKED:+packed=1}"
+MOD_ARGS="${VSHM_GUEST_PACKED:+packed=1} ${VSHM_GUEST_MODARGS:-}"
 PACKED="${VSHM_GUEST_PACKED:-}"
 EOF
 

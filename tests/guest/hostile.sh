@@ -143,6 +143,21 @@ t_check "storm: the module masks the stormy vectors (\"a doorbell storm from the
 t_diag "storm: $(stat irqs_queue) queue and $(stat irqs_mailbox) mailbox interrupts; masked per vector: $(cat /sys/bus/pci/drivers/virtio_shm/*/storms 2>/dev/null)"
 dmesg | grep -E 'virtio_shm' | head -n 4 | while IFS= read -r l; do t_diag "dmesg: $l"; done
 
+# ---- stall: requests taken and never completed -------------------------------------
+good_again
+t_check "stall: a backend that stops completing requests is served" serve stall
+t_until 20000 test -b /dev/vda
+if bounded io 120000 read_while_disk; then
+	t_ok "stall: readers of the disk ended (no hang; exit $(cat /tmp/io.rc))"
+else
+	t_notok "stall: readers of the disk ended (still running after 120 s)"
+fi
+t_check "stall: the transport logged requests held without a completion" \
+	dmesg_has "requests held without a completion"
+t_check "stall: and took the device out of service (within 60 s)" \
+	t_until 60000 dmesg_has "resets in this session; left unregistered"
+dmesg | grep -E 'virtio_shm' | head -n 4 | while IFS= read -r l; do t_diag "dmesg: $l"; done
+
 # ---- and after all that ------------------------------------------------------------
 good_again
 n=$(timeout 20 dd if=/dev/hwrng bs=64 count=4 2>/dev/null | wc -c)
