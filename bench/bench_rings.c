@@ -39,7 +39,9 @@
 #include "bench.h"
 
 #define TRIALS		9
+#ifndef PAYLOAD
 #define PAYLOAD		64		/* bytes each way */
+#endif
 #define QNUM		256		/* ring entries (FIFO: request ids) */
 #define FIFO_RING	8192		/* FIFO data bytes per direction */
 #define BATCH		32

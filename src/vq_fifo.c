@@ -10,11 +10,19 @@
  *
  * Ownership of ring memory, and therefore who may be trusted about what:
  *
- *   D2V tail, D2V frames ......... written by the driver only
+ *   D2V frames ................... written by the driver only
  *   D2V head, D2V event .......... written by the device only
- *   V2D tail, V2D frames ......... written by the device only
+ *   V2D frames ................... written by the device only
  *   V2D head, V2D event .......... written by the driver only
  *   size, flags (both blocks) .... the driver, before the queue is enabled
+ *
+ * There is no tail word.  Each frame's first word, its mark, is 0 until
+ * the frame is produced and then (position | type), stored last with
+ * release.  A consumer polls the mark at its consume position and nothing
+ * else; a producer keeps the mark of the slot after its last frame at 0
+ * (it zeroes it before it releases the frame in front), so a consumer that
+ * arrives there sees 0 or the next frame, never last lap's bytes.  Hence
+ * a producer always leaves the 16 bytes after its frames free.
  *
  * Each side keeps private copies of everything it needs: the ring sizes
  * (the device loads them once, at create), its own positions, and per-id
@@ -29,16 +37,17 @@
  * also keeps the in buffers of its requests in a FIFO pool.
  *
  * Memory-ordering labels (docs/memory-model.md has the table):
- *   Q1  driver: release store of D2V tail  - pairs with Q2
- *   Q2  device: acquire load of D2V tail   - pairs with Q1
- *   Q3  device: release store of D2V head  - pairs with Q6
- *   Q6  driver: acquire load of D2V head   - pairs with Q3
- *   Q7  device: release store of V2D tail  - pairs with Q4
- *   Q4  driver: acquire load of V2D tail   - pairs with Q7
- *   Q5  driver: release store of V2D head  - pairs with Q8
- *   Q8  device: acquire load of V2D head   - pairs with Q5
- *   QF  both:   full fence between a tail store and the load of the peer's
- *               event, and between an event store and the re-check of tail
+ *   Q1  driver: release store of a D2V mark  - pairs with Q2
+ *   Q2  device: acquire load of a D2V mark   - pairs with Q1
+ *   Q3  device: release store of D2V head    - pairs with Q6
+ *   Q6  driver: acquire load of D2V head     - pairs with Q3
+ *   Q7  device: release store of a V2D mark  - pairs with Q4
+ *   Q4  driver: acquire load of a V2D mark   - pairs with Q7
+ *   Q5  driver: release store of V2D head    - pairs with Q8
+ *   Q8  device: acquire load of V2D head     - pairs with Q5
+ *   QF  both:   full fence between a mark release and the load of the
+ *               peer's event, and between an event store and the re-check
+ *               of the mark
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -51,7 +60,8 @@
 /* ======================================================================== */
 /* Generic helpers                                                          */
 
-#define HDR	16u	/* sizeof(struct vshm_fifo_frame) */
+#define HDR	16u	/* sizeof(struct vshm_fifo_frame); also the slack a
+			   producer keeps free after its frames */
 
 static inline uint64_t align_up(uint64_t x, uint64_t a)
 {
@@ -132,49 +142,77 @@ static int blocks_overlap(uint64_t a, uint32_t asize, uint64_t b, uint32_t bsize
 	return a < b + VSHM_FIFO_CTRL_SIZE + bsize && b < a + VSHM_FIFO_CTRL_SIZE + asize;
 }
 
-/* A frame header, loaded field by field exactly once. */
+/*
+ * A frame header past its mark, loaded field by field exactly once (after
+ * the acquire load of the mark), and the length that follows from it.
+ */
 struct frame_copy {
-	uint32_t len;
-	uint16_t type;
+	uint32_t len;		/* derived, never loaded */
+	uint16_t type;		/* from the mark */
 	uint16_t id;
+	uint16_t zero;
 	uint32_t a;
 	uint32_t b;
 };
 
-static inline void load_frame(const uint8_t *p, struct frame_copy *f)
+static inline void load_frame(const uint8_t *p, uint32_t mark, struct frame_copy *f)
 {
 	const struct vshm_fifo_frame *h = (const void *)p;
 
-	f->len = vshm_load_once(&h->len);
-	f->type = vshm_load_once(&h->type);
+	f->len = 0;
+	f->type = (uint16_t)VSHM_FIFO_MARK_TYPE(mark);
 	f->id = vshm_load_once(&h->id);
+	f->zero = vshm_load_once(&h->zero);
 	f->a = vshm_load_once(&h->a);
 	f->b = vshm_load_once(&h->b);
 }
 
-/* Our own frame header; published later by Q1 or Q7. */
-static inline void store_frame(uint8_t *p, uint32_t len, uint16_t type, uint16_t id,
-			       uint32_t a, uint32_t b)
+static inline uint32_t *mark_at(const struct fifo_ring *r, uint32_t pos)
+{
+	return (uint32_t *)(void *)(r->data + (pos & r->mask));
+}
+
+/* Our own frame header, mark included (0 while the frame is held back). */
+static inline void store_frame(uint8_t *p, uint32_t mark, uint16_t id, uint32_t a, uint32_t b)
 {
 	struct vshm_fifo_frame *h = (void *)p;
 
-	h->len = len;
-	h->type = type;
+	vshm_store_once(&h->mark, mark);
 	h->id = id;
+	h->zero = 0;
 	h->a = a;
 	h->b = b;
 }
 
 /*
- * A PAD must cover exactly the rest of the data area from @off, with every
- * other field zero.  Returns the reason it does not, or NULL.
+ * Checks every frame shares, for the consumer at @pos of @r, which has
+ * released everything before @rel: the mark names this position, and
+ * @len bytes from @pos lie before the end of the data area and inside
+ * what the producer may have written (everything but the 16 bytes it
+ * keeps free).  A PAD also gets its length here: the rest of the data
+ * area, which is less than half of it (only a frame that does not fit
+ * needs one), with id, a and b zero.  Returns the reason, or NULL.
  */
-static const char *pad_bad(const struct frame_copy *f, uint32_t rest)
+static const char *frame_bad(const struct fifo_ring *r, uint32_t pos, uint32_t rel,
+			     uint32_t mark, struct frame_copy *f)
 {
-	if (f->len != rest)
-		return "PAD does not reach the end of the data area";
-	if (f->id || f->a || f->b)
-		return "PAD with non-zero id, a or b";
+	uint32_t rest = r->size - (pos & r->mask);
+
+	if (VSHM_FIFO_MARK_POS(mark) != pos)
+		return "frame mark does not name its position";
+	if (f->zero)
+		return "frame header field zero is not zero";
+	if (f->type == VSHM_FIFO_PAD) {
+		if (f->id || f->a || f->b)
+			return "PAD with non-zero id, a or b";
+		if (rest >= r->size / 2)
+			return "PAD where a frame would have fitted";
+		f->len = rest;
+	}
+	if (f->len > rest)
+		return "frame runs past the end of the data area";
+	if (pos + f->len - rel > r->size - HDR)
+		return "frame extends into bytes not yet released to the producer";
 	return NULL;
 }
 
@@ -203,11 +241,11 @@ struct vshm_drv_vq {
 	bool cb_enabled;	/* we want completion notifications */
 
 	uint32_t d_tail;	/* next D2V byte we write (private) */
-	uint32_t d_pub;		/* D2V tail as last published (Q1) */
+	uint32_t d_pub;		/* D2V bytes published (Q1) */
 	uint32_t d_head;	/* D2V head as last loaded (Q6), validated */
+	uint16_t d_held;	/* type of the frame at d_pub, mark held back */
 	uint32_t v_head;	/* next V2D byte to read (private) */
 	uint32_t v_hpub;	/* V2D head as last stored (Q5) */
-	uint32_t v_tail;	/* V2D tail as last loaded (Q4), validated */
 
 	uint16_t *free_ids;	/* stack of unused ids */
 	uint32_t nfree;
@@ -231,13 +269,17 @@ static void drv_init_ring(struct vshm_drv_vq *vq)
 {
 	uint32_t i;
 
-	/* The driver owns setup: both control blocks start zeroed. */
+	/* The driver owns setup: both control blocks start zeroed, and so
+	 * does the mark of each ring's first frame. */
 	memset(vq->d2v.ctl, 0, VSHM_FIFO_CTRL_SIZE);
 	memset(vq->v2d.ctl, 0, VSHM_FIFO_CTRL_SIZE);
 	vshm_store_once(&vq->d2v.ctl->size, vq->d2v.size);
 	vshm_store_once(&vq->v2d.ctl->size, vq->v2d.size);
+	vshm_store_once(mark_at(&vq->d2v, 0), 0);
+	vshm_store_once(mark_at(&vq->v2d, 0), 0);
 	vq->d_tail = vq->d_pub = vq->d_head = 0;
-	vq->v_head = vq->v_hpub = vq->v_tail = 0;
+	vq->d_held = 0;
+	vq->v_head = vq->v_hpub = 0;
 	for (i = 0; i < vq->num; i++) {
 		vq->free_ids[i] = (uint16_t)(vq->num - 1 - i);	/* id 0 first */
 		memset(&vq->st[i], 0, sizeof(vq->st[i]));
@@ -302,13 +344,15 @@ static void fifo_drv_destroy(struct vshm_drv_vq *vq)
 }
 
 /*
- * Is there room for @need more bytes in D2V?  Reloads the device's head
- * only when our last copy says no.  1, 0, or -EIO.
+ * Is there room for @need more bytes in D2V, plus the 16 we keep free after
+ * them?  Reloads the device's head only when our last copy says no.  1, 0,
+ * or -EIO.
  */
 static int drv_d2v_room(struct vshm_drv_vq *vq, uint32_t need)
 {
 	uint32_t h;
 
+	need += HDR;
 	if (vq->d2v.size - (vq->d_tail - vq->d_head) >= need)
 		return 1;
 	/* Q6: the device's reads of the bytes it released happen before we
@@ -365,14 +409,25 @@ static int fifo_add(struct vshm_drv_vq *vq, const struct vshm_sg *sg,
 	if (rc <= 0)
 		return rc < 0 ? rc : -ENOSPC;
 
-	/* Everything from d_tail on is ours until Q1 publishes it. */
+	/*
+	 * Everything from d_tail on is ours until Q1 publishes it.  The first
+	 * frame after d_pub keeps its mark at 0 until publish releases it;
+	 * frames behind it get theirs now, as the device reaches them only
+	 * through that release.
+	 */
+	if (vq->d_tail == vq->d_pub)
+		vq->d_held = pad ? VSHM_FIFO_PAD : VSHM_FIFO_REQUEST;
 	if (pad) {
-		store_frame(vq->d2v.data + off, pad, VSHM_FIFO_PAD, 0, 0, 0);
+		store_frame(vq->d2v.data + off,
+			    vq->d_tail == vq->d_pub ? 0 : VSHM_FIFO_MARK(vq->d_tail, VSHM_FIFO_PAD),
+			    0, 0, 0);
 		off = 0;
 	}
 	id = vq->free_ids[--vq->nfree];
 	p = vq->d2v.data + off;
-	store_frame(p, len, VSHM_FIFO_REQUEST, id, (uint32_t)out_len, (uint32_t)in_len);
+	store_frame(p, vq->d_tail + pad == vq->d_pub ? 0 :
+		    VSHM_FIFO_MARK(vq->d_tail + pad, VSHM_FIFO_REQUEST),
+		    id, (uint32_t)out_len, (uint32_t)in_len);
 	p += HDR;
 	for (i = 0; i < nout; i++) {
 		/* memmove: a caller's buffer overlapping the ring is nonsense,
@@ -392,6 +447,8 @@ static int fifo_add(struct vshm_drv_vq *vq, const struct vshm_sg *sg,
 		vq->pool[(vq->pool_tail++) & (vq->pool_cap - 1)] = sg[nout + i];
 	vq->order[(vq->ord_tail++) & vq->mask] = id;
 	vq->d_tail += pad + len;
+	/* The slot after our last frame reads 0 until we produce there. */
+	vshm_store_once(mark_at(&vq->d2v, vq->d_tail), 0);
 	vq->c.stats.chains++;
 	return 0;
 }
@@ -409,11 +466,13 @@ static int fifo_drv_publish(struct vshm_drv_vq *vq)
 		vq->st[vq->order[i & vq->mask]].state = DRV_PUBLISHED;
 	vq->ord_pub = vq->ord_tail;
 
-	/* Q1: frames and inline data before the tail (pairs with Q2). */
-	vshm_store_release(&vq->d2v.ctl->tail, new_pos);
+	/* Q1: the first new frame's mark, after everything the new frames
+	 * hold, the marks behind it and the zeroed slot after them (pairs
+	 * with Q2). */
+	vshm_store_release(mark_at(&vq->d2v, old), VSHM_FIFO_MARK(old, vq->d_held));
 	vq->d_pub = new_pos;
 
-	/* QF: the tail store before the event load (pairs with the device's
+	/* QF: the mark store before the event load (pairs with the device's
 	 * QF in enable_notify). */
 	vshm_mb();
 	need = need_event32(vshm_load_once(&vq->d2v.ctl->event), new_pos, old);
@@ -422,32 +481,11 @@ static int fifo_drv_publish(struct vshm_drv_vq *vq)
 	return need;
 }
 
-/* Load V2D tail and validate it.  1 if bytes wait at v_head, 0, -EIO. */
-static int drv_v2d_load(struct vshm_drv_vq *vq)
-{
-	uint32_t t, fill, seen;
-
-	/* Q4: completion headers and reply bytes before the tail (pairs
-	 * with Q7). */
-	t = vshm_load_acquire(&vq->v2d.ctl->tail);
-	if (t & 15)
-		return drv_fail(vq, "V2D tail not a multiple of 16");
-	fill = t - vq->v_hpub;
-	seen = vq->v_tail - vq->v_hpub;
-	if (fill > vq->v2d.size)
-		return drv_fail(vq, (int32_t)(t - vq->v_tail) < 0 ?
-				"V2D tail moved backwards" :
-				"V2D tail moved more than the ring size");
-	if (fill < seen)
-		return drv_fail(vq, "V2D tail moved backwards");
-	vq->v_tail = t;
-	return t != vq->v_head;
-}
-
-/* Load V2D tail only if everything seen so far has been consumed. */
+/* Is a frame (or a broken peer's bytes) at v_head?  A hint, not a load
+ * anything is parsed from. */
 static int drv_v2d_more(struct vshm_drv_vq *vq)
 {
-	return vq->v_head != vq->v_tail ? 1 : drv_v2d_load(vq);
+	return vshm_load_once(mark_at(&vq->v2d, vq->v_head)) != 0;
 }
 
 /* Copy @written reply bytes into the in buffers recorded for @s. */
@@ -468,39 +506,27 @@ static void drv_copy_out(struct vshm_drv_vq *vq, const struct drv_id *s,
 
 /*
  * Consume frames at v_head until one COMPLETION is harvested.  1 with the
- * cookie and length, 0 when nothing (more) is released, -EIO.  The tail is
- * loaded at most once per call.
+ * cookie and length, 0 when nothing (more) is released, -EIO.  A PAD is
+ * followed by a frame at offset 0, which cannot be a PAD: two rounds at
+ * most.
  */
 static int drv_harvest_one(struct vshm_drv_vq *vq, void **cookie, uint32_t *len)
 {
-	bool loaded = false;
-	int rc;
-
 	for (;;) {
+		const uint8_t *p = vq->v2d.data + (vq->v_head & vq->v2d.mask);
 		struct frame_copy f;
 		struct drv_id *s;
-		uint32_t off, rest;
 		const char *bad;
+		uint32_t m;
 
-		if (vq->v_head == vq->v_tail) {
-			if (loaded)
-				return 0;	/* only PADs up to the tail */
-			loaded = true;
-			rc = drv_v2d_load(vq);
-			if (rc <= 0)
-				return rc;
-		}
-		off = vq->v_head & vq->v2d.mask;
-		rest = vq->v2d.size - off;
-		load_frame(vq->v2d.data + off, &f);
-		if (f.len == 0 || (f.len & 15))
-			return drv_fail(vq, "V2D frame length zero or not a multiple of 16");
-		if (f.len > vq->v_tail - vq->v_head)
-			return drv_fail(vq, "V2D frame extends past the released bytes");
-		if (f.len > rest)
-			return drv_fail(vq, "V2D frame runs past the end of the data area");
+		/* Q4: the completion's header and reply bytes, and the marks
+		 * behind it (pairs with Q7). */
+		m = vshm_load_acquire((const uint32_t *)(const void *)p);
+		if (m == 0)
+			return 0;
+		load_frame(p, m, &f);
 		if (f.type == VSHM_FIFO_PAD) {
-			bad = pad_bad(&f, rest);
+			bad = frame_bad(&vq->v2d, vq->v_head, vq->v_hpub, m, &f);
 			if (bad)
 				return drv_fail(vq, bad);
 			vq->v_head += f.len;
@@ -516,14 +542,16 @@ static int drv_harvest_one(struct vshm_drv_vq *vq, void **cookie, uint32_t *len)
 		/* Released in pop order, which is D2V order. */
 		if (vq->order[vq->ord_head & vq->mask] != f.id)
 			return drv_fail(vq, "completion out of request order");
-		if (f.len != s->res)
-			return drv_fail(vq, "completion length is not the reservation");
+		f.len = s->res;		/* exactly the reservation */
+		bad = frame_bad(&vq->v2d, vq->v_head, vq->v_hpub, m, &f);
+		if (bad)
+			return drv_fail(vq, bad);
 		if (f.a > s->in_len)
 			return drv_fail(vq, "completion written larger than the writable buffers");
 		if (f.b != 0)
 			return drv_fail(vq, "completion field b not zero");
 
-		drv_copy_out(vq, s, vq->v2d.data + off + HDR, f.a);
+		drv_copy_out(vq, s, p + HDR, f.a);
 		*cookie = s->cookie;
 		*len = f.a;
 		vq->pool_head += s->nin;
@@ -541,9 +569,11 @@ static void drv_release_v2d(struct vshm_drv_vq *vq)
 {
 	if (vq->v_head == vq->v_hpub)
 		return;
-	/* With callbacks on, the next completion after these notifies;
-	 * otherwise keep the event behind everything the device can reach. */
-	vshm_store_once(&vq->v2d.ctl->event, vq->cb_enabled ? vq->v_head : vq->v_head - 1);
+	/* With callbacks on, the next completion after these notifies.  With
+	 * them off the event stays where disable_cb left it, behind: not
+	 * storing it keeps its line out of the device's way. */
+	if (vq->cb_enabled)
+		vshm_store_once(&vq->v2d.ctl->event, vq->v_head);
 	/* Q5: our copies out of the released frames are done before the
 	 * device may reuse the bytes (pairs with Q8). */
 	vshm_store_release(&vq->v2d.ctl->head, vq->v_head);
@@ -577,7 +607,7 @@ static int fifo_enable_cb(struct vshm_drv_vq *vq)
 		return -EIO;
 	vq->cb_enabled = true;
 	vshm_store_once(&vq->v2d.ctl->event, vq->v_head);
-	/* QF: the event store before the re-check of the tail (pairs with
+	/* QF: the event store before the re-check of the mark (pairs with
 	 * the device's QF in publish). */
 	vshm_mb();
 	return drv_v2d_more(vq);
@@ -632,9 +662,11 @@ enum { DEV_FREE, DEV_POPPED, DEV_DONE };
 struct dev_id {
 	uint32_t d2v_pos;	/* where its REQUEST frame starts */
 	uint32_t v2d_pos;	/* where its reservation starts (PAD included) */
-	uint32_t v2d_frame;	/* where its COMPLETION frame starts */
+	uint32_t v2d_frame;	/* where its COMPLETION frame starts (after a PAD
+				   when it is not v2d_pos) */
 	uint32_t res;		/* COMPLETION frame length */
 	uint32_t in_len;	/* writable bytes the driver asked for */
+	uint32_t written;	/* bytes of reply, from push */
 	uint8_t state;		/* DEV_*: in flight from pop until released */
 };
 
@@ -648,9 +680,8 @@ struct vshm_dev_vq {
 
 	uint32_t d_head;	/* next D2V byte to parse (private) */
 	uint32_t d_rel;		/* D2V head as last stored (Q3) */
-	uint32_t d_tail;	/* D2V tail as last loaded (Q2), validated */
 	uint32_t v_tail;	/* next V2D byte to reserve (private) */
-	uint32_t v_rel;		/* V2D tail as last stored (Q7) */
+	uint32_t v_rel;		/* V2D bytes released (Q7) */
 	uint32_t v_head;	/* V2D head as last loaded (Q8), validated */
 
 	uint16_t *order;	/* popped ids in pop order, num entries */
@@ -716,14 +747,14 @@ int vq_fifo_dev_create(struct vshm_dev_vq **out, const struct vshm_window *w,
 		return -ENOMEM;
 	}
 	/*
-	 * The device owns D2V head and event and V2D tail: start them at 0,
-	 * where the driver's setup put them.  An event of 0 asks for a kick
-	 * on the first request.  (The message exchange that enabled the
+	 * The device owns D2V head and event and the V2D frames: start them
+	 * at 0, where the driver's setup put them.  An event of 0 asks for a
+	 * kick on the first request.  (The message exchange that enabled the
 	 * queue orders these for the driver; no ring pair is involved yet.)
 	 */
 	vshm_store_once(&vq->d2v.ctl->event, 0);
 	vshm_store_once(&vq->d2v.ctl->head, 0);
-	vshm_store_once(&vq->v2d.ctl->tail, 0);
+	vshm_store_once(mark_at(&vq->v2d, 0), 0);
 	*out = vq;
 	return 0;
 }
@@ -737,79 +768,39 @@ static void fifo_dev_destroy(struct vshm_dev_vq *vq)
 	free(vq);
 }
 
-/* Load D2V tail and validate it.  1 if bytes wait at d_head, 0, -EIO. */
-static int dev_d2v_load(struct vshm_dev_vq *vq)
-{
-	uint32_t t, fill, seen;
-
-	/* Q2: frames and inline data before the tail (pairs with Q1). */
-	t = vshm_load_acquire(&vq->d2v.ctl->tail);
-	if (t & 15)
-		return dev_fail(vq, "D2V tail not a multiple of 16");
-	/* The driver may fill at most size bytes past what we released. */
-	fill = t - vq->d_rel;
-	seen = vq->d_tail - vq->d_rel;
-	if (fill > vq->d2v.size)
-		return dev_fail(vq, (int32_t)(t - vq->d_tail) < 0 ?
-				"D2V tail moved backwards" :
-				"D2V tail moved more than the ring size");
-	if (fill < seen)
-		return dev_fail(vq, "D2V tail moved backwards");
-	vq->d_tail = t;
-	return t != vq->d_head;
-}
-
-/* Load D2V tail only if everything seen so far has been parsed. */
-static int dev_d2v_more(struct vshm_dev_vq *vq)
-{
-	return vq->d_head != vq->d_tail ? 1 : dev_d2v_load(vq);
-}
-
 /*
  * Parse frames at d_head until a REQUEST that passes every check is in
- * vq->pf.  PADs are consumed on the way.  1, 0 (nothing produced), -EIO.
- * The tail is loaded at most once per call.
+ * vq->pf.  PADs are consumed on the way (a PAD is followed by a frame at
+ * offset 0, which cannot be a PAD).  1, 0 (nothing produced), -EIO.
  */
 static int dev_next_request(struct vshm_dev_vq *vq)
 {
-	bool loaded = false;
-	int rc;
-
 	for (;;) {
+		const uint8_t *p = vq->d2v.data + (vq->d_head & vq->d2v.mask);
 		struct frame_copy f;
-		uint32_t off, rest;
 		const char *bad;
+		uint32_t m;
 
-		if (vq->d_head == vq->d_tail) {
-			if (loaded)
-				return 0;	/* only PADs up to the tail */
-			loaded = true;
-			rc = dev_d2v_load(vq);
-			if (rc <= 0)
-				return rc;
+		/* Q2: the request's header and inline data, and the marks
+		 * behind it (pairs with Q1). */
+		m = vshm_load_acquire((const uint32_t *)(const void *)p);
+		if (m == 0)
+			return 0;
+		load_frame(p, m, &f);
+		if (f.type == VSHM_FIFO_REQUEST) {
+			if (f.a > vq->d2v.size / 2 || frame_len(f.a) > vq->d2v.size / 2)
+				return dev_fail(vq, "REQUEST longer than half the data area");
+			f.len = (uint32_t)frame_len(f.a);
+		} else if (f.type != VSHM_FIFO_PAD) {
+			return dev_fail(vq, "unknown D2V frame type");
 		}
-		off = vq->d_head & vq->d2v.mask;
-		rest = vq->d2v.size - off;
-		load_frame(vq->d2v.data + off, &f);
-		if (f.len == 0 || (f.len & 15))
-			return dev_fail(vq, "D2V frame length zero or not a multiple of 16");
-		if (f.len > vq->d_tail - vq->d_head)
-			return dev_fail(vq, "D2V frame extends past the produced bytes");
-		if (f.len > rest)
-			return dev_fail(vq, "D2V frame runs past the end of the data area");
+		bad = frame_bad(&vq->d2v, vq->d_head, vq->d_rel, m, &f);
+		if (bad)
+			return dev_fail(vq, bad);
 		if (f.type == VSHM_FIFO_PAD) {
-			bad = pad_bad(&f, rest);
-			if (bad)
-				return dev_fail(vq, bad);
 			vq->d_head += f.len;
 			continue;
 		}
-		if (f.type != VSHM_FIFO_REQUEST)
-			return dev_fail(vq, "unknown D2V frame type");
-		if (f.len != frame_len(f.a))
-			return dev_fail(vq, "REQUEST length does not match its out_len");
-		if (f.len > vq->d2v.size / 2)
-			return dev_fail(vq, "REQUEST longer than half the data area");
 		if (f.id >= vq->num)
 			return dev_fail(vq, "REQUEST id out of range");
 		if (vq->st[f.id].state != DEV_FREE)
@@ -823,13 +814,15 @@ static int dev_next_request(struct vshm_dev_vq *vq)
 }
 
 /*
- * Room for @need more V2D bytes?  Reloads the driver's head only when our
- * last copy says no.  1, 0, or -EIO.
+ * Room for @need more V2D bytes, plus the 16 we keep free after them?
+ * Reloads the driver's head only when our last copy says no.  1, 0, or
+ * -EIO.
  */
 static int dev_v2d_room(struct vshm_dev_vq *vq, uint32_t need)
 {
 	uint32_t h;
 
+	need += HDR;
 	if (vq->v2d.size - (vq->v_tail - vq->v_head) >= need)
 		return 1;
 	/* Q8: the driver's copies out of the bytes it consumed happen before
@@ -875,11 +868,15 @@ static int fifo_pop(struct vshm_dev_vq *vq, struct vshm_chain *c,
 	if (rc <= 0)
 		return rc;
 
-	/* Bytes from v_tail on are ours until Q7 releases them. */
-	if (pad) {
-		store_frame(vq->v2d.data + off, pad, VSHM_FIFO_PAD, 0, 0, 0);
+	/*
+	 * Bytes from v_tail on are ours until Q7 releases them.  Nothing is
+	 * written to them here: the headers, their marks and the zeroed slot
+	 * after the last one are all stored by publish, in one burst, so the
+	 * line the driver polls changes hands once per release.  The device
+	 * model writes only the reply bytes, after the header.
+	 */
+	if (pad)
 		off = 0;
-	}
 	id = vq->pf.id;
 	s = &vq->st[id];
 	s->d2v_pos = vq->d_head;
@@ -897,8 +894,8 @@ static int fifo_pop(struct vshm_dev_vq *vq, struct vshm_chain *c,
 	c->out_bytes = vq->pf.a;
 	c->in_bytes = vq->pf.b;
 	if (vq->pf.a) {
-		/* Checked above: the frame lies in [d_head, d_tail) and before
-		 * the end of the data area. */
+		/* Checked in frame_bad: the frame lies in what the driver
+		 * may have written, before the end of the data area. */
 		iov[niov].base = vq->d2v.data + doff + HDR;
 		iov[niov].len = vq->pf.a;
 		niov++;
@@ -927,16 +924,27 @@ static int fifo_push(struct vshm_dev_vq *vq, uint16_t head, uint32_t written)
 	s = &vq->st[head];
 	if (written > s->in_len)
 		written = s->in_len;	/* never claim more than the driver offered */
-	store_frame(vq->v2d.data + (s->v2d_frame & vq->v2d.mask), s->res,
-		    VSHM_FIFO_COMPLETION, head, written, 0);
+	s->written = written;	/* the header is publish's */
 	s->state = DEV_DONE;
 	vq->c.stats.completions++;
 	return 0;
 }
 
+/* Mark @pos with @type: relaxed for a frame behind the first one released,
+ * which Q7 publishes; nothing for that first one, whose type is returned. */
+static inline void dev_mark(struct vshm_dev_vq *vq, uint32_t pos, uint16_t type,
+			    uint32_t first, uint16_t *first_type)
+{
+	if (pos == first)
+		*first_type = type;
+	else
+		vshm_store_once(mark_at(&vq->v2d, pos), VSHM_FIFO_MARK(pos, type));
+}
+
 static int fifo_dev_publish(struct vshm_dev_vq *vq)
 {
 	uint32_t rel_d = vq->d_head, rel_v = vq->v_tail, old = vq->v_rel;
+	uint16_t first_type = 0;
 	int need;
 
 	if (vq->c.broken)
@@ -950,6 +958,13 @@ static int fifo_dev_publish(struct vshm_dev_vq *vq)
 			rel_v = s->v2d_pos;
 			break;
 		}
+		if (s->v2d_pos != s->v2d_frame) {
+			store_frame(vq->v2d.data + (s->v2d_pos & vq->v2d.mask), 0, 0, 0, 0);
+			dev_mark(vq, s->v2d_pos, VSHM_FIFO_PAD, old, &first_type);
+		}
+		store_frame(vq->v2d.data + (s->v2d_frame & vq->v2d.mask), 0,
+			    vq->order[vq->ord_head & vq->mask], s->written, 0);
+		dev_mark(vq, s->v2d_frame, VSHM_FIFO_COMPLETION, old, &first_type);
 		s->state = DEV_FREE;
 		vq->ord_head++;
 	}
@@ -963,11 +978,15 @@ static int fifo_dev_publish(struct vshm_dev_vq *vq)
 	}
 	if (rel_v == old)
 		return 0;
-	/* Q7: completion headers and reply bytes before the tail (pairs
-	 * with Q4). */
-	vshm_store_release(&vq->v2d.ctl->tail, rel_v);
+	/* The slot after the last released frame reads 0 until it is
+	 * released in turn: it is free, or a reservation still in flight. */
+	vshm_store_once(mark_at(&vq->v2d, rel_v), 0);
+	/* Q7: the first released frame's mark, after the completion headers,
+	 * reply bytes, the marks behind it and the zeroed slot (pairs with
+	 * Q4). */
+	vshm_store_release(mark_at(&vq->v2d, old), VSHM_FIFO_MARK(old, first_type));
 	vq->v_rel = rel_v;
-	/* QF: the tail store before the event load (pairs with the driver's
+	/* QF: the mark store before the event load (pairs with the driver's
 	 * QF in enable_cb). */
 	vshm_mb();
 	need = need_event32(vshm_load_once(&vq->v2d.ctl->event), rel_v, old);
@@ -981,13 +1000,15 @@ static int fifo_enable_notify(struct vshm_dev_vq *vq)
 	if (vq->c.broken)
 		return -EIO;
 	vshm_store_once(&vq->d2v.ctl->event, vq->d_head);
-	/* QF: the event store before the re-check of the tail (pairs with
+	/* QF: the event store before the re-check of the mark (pairs with
 	 * the driver's QF in publish). */
 	vshm_mb();
-	/* A request waiting for V2D room lies in [d_head, d_tail), so it
-	 * counts as pending: the driver's harvest frees the room but does not
-	 * kick (docs/fifo-ring.md). */
-	return dev_d2v_more(vq);
+	/* A request waiting for V2D room counts as pending: the driver's
+	 * harvest frees the room but does not kick (docs/fifo-ring.md).  Its
+	 * mark is not loaded again. */
+	if (vq->pend)
+		return 1;
+	return vshm_load_once(mark_at(&vq->d2v, vq->d_head)) != 0;
 }
 
 static void fifo_disable_notify(struct vshm_dev_vq *vq)

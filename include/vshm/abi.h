@@ -254,15 +254,16 @@ struct vshm_vring_used {
  * A FIFO queue is two of these ring blocks in the driver area, D2V (named by
  * desc_addr) and V2D (named by driver_addr), each a 256-byte control block
  * followed by @size bytes of frames.  Positions are free-running u32 byte
- * counts; position p lives at data[p % size].  Producer and consumer words
- * sit on their own cache lines.
+ * counts; position p lives at data[p % size].  There is no tail word: a
+ * frame announces itself through its own mark (below), so a polling
+ * consumer watches the frame it expects next and nothing else.  The
+ * consumer's two words sit on cache lines of their own.
  */
 struct vshm_fifo_ctrl {
-	vshm_le32 tail;		/* producer: bytes produced */
-	vshm_u8   pad0[60];	/* zero */
 	vshm_le32 head;		/* consumer: bytes consumed */
-	vshm_le32 event;	/* consumer: notify me when tail moves past this */
-	vshm_u8   pad1[56];	/* zero */
+	vshm_u8   pad0[60];	/* zero */
+	vshm_le32 event;	/* consumer: notify me when frames past this are produced */
+	vshm_u8   pad1[60];	/* zero */
 	vshm_le32 size;		/* driver, before enabling: data area bytes */
 	vshm_le32 flags;	/* driver, before enabling: zero */
 	vshm_u8   pad2[120];	/* zero */
@@ -273,14 +274,22 @@ struct vshm_fifo_ctrl {
 #define VSHM_FIFO_MAX_SIZE	(1u << 24)
 #define VSHM_FIFO_ALIGN		64u		/* a ring block's alignment */
 
-/* Every frame starts with this header; len is a multiple of 16. */
+/*
+ * Every frame starts with this header.  mark is written last: 0 until the
+ * frame is produced, then VSHM_FIFO_MARK(position, type).  A frame's length
+ * follows from its type (docs/fifo-ring.md, Frames).
+ */
 struct vshm_fifo_frame {
-	vshm_le32 len;		/* whole frame incl. header and padding */
-	vshm_le16 type;		/* VSHM_FIFO_* */
+	vshm_le32 mark;		/* 0, or the frame's position | its type */
 	vshm_le16 id;		/* request id, < the queue's size */
+	vshm_le16 zero;		/* zero */
 	vshm_le32 a;		/* REQUEST: out_len; COMPLETION: written */
 	vshm_le32 b;		/* REQUEST: in_len; COMPLETION: 0 */
 };
+
+#define VSHM_FIFO_MARK(pos, type)	((vshm_u32)(pos) | (vshm_u32)(type))
+#define VSHM_FIFO_MARK_TYPE(m)		((m) & 15u)
+#define VSHM_FIFO_MARK_POS(m)		((m) & ~15u)
 
 #define VSHM_FIFO_REQUEST	1u	/* D2V only */
 #define VSHM_FIFO_COMPLETION	2u	/* V2D only */
@@ -342,14 +351,14 @@ VSHM_ABI_CHECK(sizeof(struct vshm_vring_used_elem) == 8);
 VSHM_ABI_CHECK(sizeof(struct vshm_vring_used) == 4);
 
 VSHM_ABI_CHECK(sizeof(struct vshm_fifo_ctrl) == VSHM_FIFO_CTRL_SIZE);
-VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_ctrl, tail) == 0);
-VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_ctrl, head) == 64);
-VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_ctrl, event) == 68);
+VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_ctrl, head) == 0);
+VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_ctrl, event) == 64);
 VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_ctrl, size) == 128);
 VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_ctrl, flags) == 132);
 VSHM_ABI_CHECK(sizeof(struct vshm_fifo_frame) == 16);
-VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_frame, type) == 4);
-VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_frame, id) == 6);
+VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_frame, mark) == 0);
+VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_frame, id) == 4);
+VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_frame, zero) == 6);
 VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_frame, a) == 8);
 VSHM_ABI_CHECK(VSHM_OFF(struct vshm_fifo_frame, b) == 12);
 
