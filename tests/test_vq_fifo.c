@@ -32,6 +32,12 @@ static struct vshm_fifo_frame *frame_at(struct vshm_window *w, uint64_t block, u
 	return (struct vshm_fifo_frame *)(void *)(w->base + block + VSHM_FIFO_CTRL_SIZE + off);
 }
 
+/* The mark at data offset @off of the block at @block, as the peer sees it. */
+static uint32_t mark_of(struct vshm_window *w, uint64_t block, uint32_t off)
+{
+	return __atomic_load_n(&frame_at(w, block, off)->mark, __ATOMIC_ACQUIRE);
+}
+
 /* ======================================================================== */
 /* Layouts                                                                  */
 
@@ -243,9 +249,13 @@ static void test_api(void)
 	memset(a.w.base + a.buf + 8192, SENTINEL, 8192);
 	is(vshm_dev_vq_pop(a.v, &c, iov, 4), 0, "device sees nothing before publish");
 	is(vshm_drv_vq_add(a.d, sg, 2, 2, &ck[0]), 0, "add 2 out + 2 in");
+	ok(mark_of(&a.w, a.l.desc, 0) == 0 && frame_at(&a.w, a.l.desc, 0)->a == 150 &&
+	   frame_at(&a.w, a.l.desc, 0)->b == 160, "added: header written, mark still 0");
+	is(mark_of(&a.w, a.l.desc, 176), 0, "the slot after the 176-byte frame reads 0");
 	is(vshm_dev_vq_pop(a.v, &c, iov, 4), 0, "still nothing before publish");
 	is(vshm_drv_vq_publish(a.d), 1, "first publish asks for a kick");
-	is(ctrl(&a.w, a.l.desc)->tail, 16 + 160, "D2V tail covers one 176-byte frame");
+	is(mark_of(&a.w, a.l.desc, 0), VSHM_FIFO_MARK(0, VSHM_FIFO_REQUEST),
+	   "publish stores the REQUEST's mark: position 0 | type 1");
 	is(vshm_dev_vq_pop(a.v, &c, iov, 4), 1, "device pops the request");
 	ok(c.nout == 1 && c.nin == 1 && c.out_bytes == 150 && c.in_bytes == 160 && c.iov == iov,
 	   "chain: one inline out segment of 150, one in segment of 160");
@@ -259,17 +269,23 @@ static void test_api(void)
 		ok(good, "the device reads the driver's bytes");
 	}
 	is(vshm_dev_vq_pop(a.v, &c, iov, 4), 0, "ring empty again");
+	is(mark_of(&a.w, a.l.avail, 0), 0, "the reserved completion's mark stays 0");
 	is(vshm_drv_vq_harvest(a.d, &cookie, &len), 0, "nothing to harvest before the device publishes");
 	for (uint32_t j = 0; j < 130; j++)
 		((uint8_t *)iov[1].base)[j] = in_pat(7, j);
 	is(vshm_dev_vq_push(a.v, (uint16_t)(c.head ^ 1), 1), -EINVAL, "push of an id never popped: -EINVAL");
 	is(vshm_dev_vq_push(a.v, 4, 1), -EINVAL, "push of id 4: -EINVAL");
 	is(vshm_dev_vq_push(a.v, c.head, 130), 0, "push 130 bytes");
+	is(mark_of(&a.w, a.l.avail, 0), 0, "push releases nothing: the mark is publish's");
 	is(vshm_dev_vq_push(a.v, c.head, 130), -EINVAL, "a second push of the same id: -EINVAL");
 	ok(!vshm_dev_vq_broken(a.v), "caller errors do not break the queue");
 	is(vshm_dev_vq_publish(a.v), 1, "device publish notifies (callbacks on)");
 	is(ctrl(&a.w, a.l.desc)->head, 176, "D2V head released past the request");
-	is(ctrl(&a.w, a.l.avail)->tail, 176, "V2D tail released past the completion");
+	ok(mark_of(&a.w, a.l.avail, 0) == VSHM_FIFO_MARK(0, VSHM_FIFO_COMPLETION) &&
+	   frame_at(&a.w, a.l.avail, 0)->id == c.head && frame_at(&a.w, a.l.avail, 0)->a == 130 &&
+	   frame_at(&a.w, a.l.avail, 0)->b == 0 && frame_at(&a.w, a.l.avail, 0)->zero == 0,
+	   "V2D: COMPLETION at 0 with id, written 130, b 0");
+	is(mark_of(&a.w, a.l.avail, 176), 0, "V2D: the slot after it reads 0");
 	is(vshm_drv_vq_harvest(a.d, &cookie, &len), 1, "driver harvests");
 	ok(cookie == &ck[0] && len == 130, "cookie and length come back");
 	{
@@ -362,8 +378,9 @@ static void test_room(void)
 		ok(0, "room: setup");
 		return;
 	}
+	/* 2048 + 2032 bytes, and the 16 a producer keeps free after its frames */
 	is(add_simple(&a, 0, 2032, 0, &ck[0]), 0, "a 2048-byte request");
-	is(add_simple(&a, 1, 2032, 0, &ck[1]), 0, "another fills D2V");
+	is(add_simple(&a, 1, 2016, 0, &ck[1]), 0, "a 2032-byte one fills D2V");
 	is(add_simple(&a, 2, 0, 0, &ck[2]), -ENOSPC, "D2V full -> -ENOSPC");
 	is(vshm_drv_vq_num_free(a.d), 2, "while ids are free");
 	vshm_drv_vq_publish(a.d);
@@ -383,14 +400,15 @@ static void test_room(void)
 	vshm_dev_vq_publish(a.v);
 	ok(vshm_drv_vq_harvest(a.d, &cookie, &len) == 1 && cookie == &ck[2], "harvest the third");
 
-	/* V2D, on fresh rings: three completions of 2048 bytes, room for two */
+	/* V2D, on fresh rings: completions of 2048, 2032 and 2032 bytes,
+	 * room for two */
 	api_fini(&a);
 	if (api_init(&a, 4, 4096)) {
 		ok(0, "room: setup");
 		return;
 	}
 	for (int i = 0; i < 3; i++)
-		add_simple(&a, 10 + (unsigned)i, 0, 2032, &ck[i]);
+		add_simple(&a, 10 + (unsigned)i, 0, i ? 2016 : 2032, &ck[i]);
 	vshm_drv_vq_publish(a.d);
 	is(vshm_dev_vq_pop(a.v, &c[0], iov, 2), 1, "pop a 2032-byte in request");
 	is(vshm_dev_vq_pop(a.v, &c[1], iov + 2, 2), 1, "pop another");
@@ -404,15 +422,15 @@ static void test_room(void)
 	ok(vshm_drv_vq_harvest(a.d, &cookie, &len) == 1 && cookie == &ck[0] && len == 2032 &&
 	   reply_ok(&a, 10, 2032, 2032), "harvest frees the room");
 	is(vshm_dev_vq_pop(a.v, &c[2], iov + 4, 2), 1, "now it pops");
-	ok(c[2].nin == 1 && c[2].in_bytes == 2032 && iov[4].base == a.t.base + a.l.avail + 256 + 16,
+	ok(c[2].nin == 1 && c[2].in_bytes == 2016 && iov[4].base == a.t.base + a.l.avail + 256 + 16,
 	   "its completion is at the start of V2D");
 	serve(&c[1], 11, 1);
 	serve(&c[2], 12, 2);
 	vshm_dev_vq_push(a.v, c[2].head, 2);
 	vshm_dev_vq_push(a.v, c[1].head, 1);
 	vshm_dev_vq_publish(a.v);
-	ok(vshm_drv_vq_harvest(a.d, &cookie, &len) == 1 && cookie == &ck[1] && reply_ok(&a, 11, 1, 2032) &&
-	   vshm_drv_vq_harvest(a.d, &cookie, &len) == 1 && cookie == &ck[2] && reply_ok(&a, 12, 2, 2032),
+	ok(vshm_drv_vq_harvest(a.d, &cookie, &len) == 1 && cookie == &ck[1] && reply_ok(&a, 11, 1, 2016) &&
+	   vshm_drv_vq_harvest(a.d, &cookie, &len) == 1 && cookie == &ck[2] && reply_ok(&a, 12, 2, 2016),
 	   "both harvested in order");
 	ok(!vshm_drv_vq_broken(a.d) && !vshm_dev_vq_broken(a.v), "both sides healthy");
 	api_fini(&a);
@@ -450,21 +468,25 @@ static void test_wrap(void)
 
 	is(add_simple(&a, 2, 1000, 1000, &ck[2]), 0, "add a 1024-byte frame with 528 bytes left");
 	f = frame_at(&a.w, a.l.desc, 3568);
-	ok(f->type == VSHM_FIFO_PAD && f->len == 528 && !f->id && !f->a && !f->b, "D2V: a PAD covers the rest");
+	ok(f->mark == 0 && !f->id && !f->a && !f->b, "D2V: a PAD covers the rest, its mark held");
 	f = frame_at(&a.w, a.l.desc, 0);
-	ok(f->type == VSHM_FIFO_REQUEST && f->len == 1024 && f->a == 1000 && f->b == 1000,
-	   "D2V: the REQUEST starts at offset 0");
+	ok(f->mark == VSHM_FIFO_MARK(3568 + 528, VSHM_FIFO_REQUEST) && f->a == 1000 && f->b == 1000,
+	   "D2V: the REQUEST starts at offset 0 with its mark (position 4096)");
+	is(mark_of(&a.w, a.l.desc, 1024), 0, "D2V: the slot after it reads 0");
 	vshm_drv_vq_publish(a.d);
-	is(ctrl(&a.w, a.l.desc)->tail, 3568 + 528 + 1024, "D2V tail counts the PAD");
+	is(mark_of(&a.w, a.l.desc, 3568), VSHM_FIFO_MARK(3568, VSHM_FIFO_PAD), "D2V: publish releases the PAD");
 	is(vshm_dev_vq_pop(a.v, &c, iov, 2), 1, "device skips the PAD and pops");
 	ok(iov[0].base == a.t.base + a.l.desc + 256 + 16 && serve(&c, 2, 999),
 	   "out data read from offset 16");
-	f = frame_at(&a.w, a.l.avail, 3568);
-	ok(f->type == VSHM_FIFO_PAD && f->len == 528, "V2D: the device wrote a PAD for its reservation");
+	is(mark_of(&a.w, a.l.avail, 3568), 0, "V2D: nothing released before publish");
 	ok(iov[1].base == a.t.base + a.l.avail + 256 + 16, "V2D: the completion starts at offset 0");
 	vshm_dev_vq_push(a.v, c.head, 999);
 	vshm_dev_vq_publish(a.v);
-	is(ctrl(&a.w, a.l.avail)->tail, 3568 + 528 + 1024, "V2D tail counts the PAD");
+	f = frame_at(&a.w, a.l.avail, 3568);
+	ok(mark_of(&a.w, a.l.avail, 3568) == VSHM_FIFO_MARK(3568, VSHM_FIFO_PAD) &&
+	   !f->id && !f->a && !f->b, "V2D: the device released a PAD before its completion");
+	is(mark_of(&a.w, a.l.avail, 0), VSHM_FIFO_MARK(4096, VSHM_FIFO_COMPLETION),
+	   "V2D: the COMPLETION at offset 0 names position 4096");
 	ok(vshm_drv_vq_harvest(a.d, &cookie, &len) == 1 && cookie == &ck[2] && len == 999 &&
 	   reply_ok(&a, 2, 999, 1000), "driver skips the PAD and harvests the reply");
 	is(ctrl(&a.w, a.l.avail)->head, 3568 + 528 + 1024, "V2D head past both");
@@ -551,7 +573,7 @@ static void test_notify(void)
 	vshm_dev_vq_pop(a.v, &c[1], iov + 2, 2);
 	is(vshm_dev_vq_enable_notify(a.v), 0, "armed with nothing pending");
 	add_simple(&a, 2, 8, 8, &ck[2]);
-	is(vshm_drv_vq_publish(a.d), 1, "kick: the tail moved past the device's event");
+	is(vshm_drv_vq_publish(a.d), 1, "kick: the release moved past the device's event");
 	vshm_dev_vq_pop(a.v, &c[2], iov + 4, 2);
 	is(vshm_dev_vq_enable_notify(a.v), 0, "armed again");
 	vshm_dev_vq_disable_notify(a.v);
@@ -570,10 +592,19 @@ static void test_notify(void)
 	is(vshm_dev_vq_publish(a.v), 1, "notify: harvest moved the event along");
 	is(vshm_drv_vq_harvest(a.d, &cookie, &len), 1, "harvest it");
 	vshm_drv_vq_disable_cb(a.d);
-	vshm_dev_vq_push(a.v, c[3].head, 1);
-	is(vshm_dev_vq_publish(a.v), 0, "no notify: callbacks disabled");
-	is(vshm_drv_vq_enable_cb(a.d), 1, "enable_cb reports the pending completion");
-	is(vshm_drv_vq_harvest(a.d, &cookie, &len), 1, "harvest it");
+	{
+		uint32_t ev;
+
+		vshm_dev_vq_push(a.v, c[3].head, 1);
+		is(vshm_dev_vq_publish(a.v), 0, "no notify: callbacks disabled");
+		is(vshm_drv_vq_enable_cb(a.d), 1, "enable_cb reports the pending completion");
+		vshm_drv_vq_disable_cb(a.d);
+		ev = ctrl(&a.w, a.l.avail)->event;
+		is(vshm_drv_vq_harvest(a.d, &cookie, &len), 1, "harvest it");
+		is(ctrl(&a.w, a.l.avail)->event, ev,
+		   "with callbacks off, a harvest leaves the event word alone");
+		vshm_drv_vq_enable_cb(a.d);
+	}
 	is(vshm_drv_vq_enable_cb(a.d), 0, "armed with nothing pending");
 	add_simple(&a, 4, 8, 8, &ck[4]);
 	add_simple(&a, 5, 8, 8, &ck[5]);
@@ -629,8 +660,8 @@ static void test_detach_reset(void)
 	is(vshm_drv_vq_num_free(a.d), 4, "every id free");
 	is(vshm_drv_vq_inflight(a.d), 0, "nothing in flight");
 	is(vshm_drv_vq_reset(a.d), 0, "reset");
-	ok(ctrl(&a.w, a.l.desc)->tail == 0 && ctrl(&a.w, a.l.desc)->head == 0 &&
-	   ctrl(&a.w, a.l.avail)->tail == 0 && ctrl(&a.w, a.l.avail)->head == 0 &&
+	ok(mark_of(&a.w, a.l.desc, 0) == 0 && ctrl(&a.w, a.l.desc)->head == 0 &&
+	   mark_of(&a.w, a.l.avail, 0) == 0 && ctrl(&a.w, a.l.avail)->head == 0 &&
 	   ctrl(&a.w, a.l.desc)->size == 4096 && ctrl(&a.w, a.l.avail)->size == 4096,
 	   "control blocks re-initialised");
 	vshm_dev_vq_destroy(a.v);
