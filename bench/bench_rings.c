@@ -12,7 +12,8 @@
  * thread on core 1 over its own mapping of the same memfd, as two processes
  * would.  Baselines measured in the same run, between the same two pinned
  * threads: a bare cache-line ping-pong (the floor of any two-core round
- * trip), and pipe, Unix stream socket and eventfd ping-pongs (what a
+ * trip: two of them, below), and pipe, Unix stream socket and eventfd
+ * ping-pongs (what a
  * kernel-mediated channel costs).  Every trial runs every subject once, so a
  * burst of load from elsewhere on the machine hits all of them; each figure
  * is the median of TRIALS trials (a trial's figure is its median block, see
@@ -22,6 +23,15 @@
  *                                   VSHM_BENCH_MEANS=1: whole-run means too)
  *   bench_rings --once LAYOUT N     N polling round trips, silent, for
  *                                   scripts/ringtest.sh to time from outside
+ *                                   (LAYOUT also cacheline or cacheline1:
+ *                                   the two floors below)
+ *
+ * The two floors.  cacheline: each side writes its own line and polls the
+ * other's, as any layout with separate request and completion memory does
+ * (split, FIFO).  cacheline1: one line, each side writes the word the
+ * other polls, as a ring that completes in place over the request does
+ * (packed, ringtest's ring).  On x86 the second is cheaper: the side that
+ * has just read the line can write it without asking the other core again.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -39,9 +49,7 @@
 #include "bench.h"
 
 #define TRIALS		9
-#ifndef PAYLOAD
 #define PAYLOAD		64		/* bytes each way */
-#endif
 #define QNUM		256		/* ring entries (FIFO: request ids) */
 #define FIFO_RING	8192		/* FIFO data bytes per direction */
 #define BATCH		32
@@ -386,34 +394,45 @@ static double ring_run(struct vshm_window *dw, struct vshm_window *vw, int layou
 /* ------------------------------------------------------------------------ */
 /* Baselines                                                                 */
 
-/* Cache-line ping-pong: a sequence number each way, each on its own line. */
+/*
+ * Cache-line ping-pong: a sequence number each way.  Two lines: ping and
+ * pong each on its own line.  One line: both in ping, core 0 writing odd
+ * numbers and core 1 even ones.
+ */
 struct pingpong {
-	_Alignas(64) uint64_t ping;	/* written by core 0 */
+	_Alignas(64) uint64_t ping;	/* written by core 0 (one line: both) */
 	_Alignas(64) uint64_t pong;	/* written by core 1 */
 	_Alignas(64) uint64_t iters;
+	int one;			/* one line */
 };
 
 static void *pong_thread(void *arg)
 {
 	struct pingpong *pp = arg;
+	uint64_t *out = pp->one ? &pp->ping : &pp->pong;
 
 	bench_pin(1);
 	for (uint64_t i = 1; i <= pp->iters; i++) {
-		while (__atomic_load_n(&pp->ping, __ATOMIC_ACQUIRE) != i)
+		uint64_t want = pp->one ? 2 * i - 1 : i;
+
+		while (__atomic_load_n(&pp->ping, __ATOMIC_ACQUIRE) != want)
 			vshm_cpu_relax();
-		__atomic_store_n(&pp->pong, i, __ATOMIC_RELEASE);
+		__atomic_store_n(out, pp->one ? 2 * i : i, __ATOMIC_RELEASE);
 	}
 	return NULL;
 }
 
-static double cacheline_rtt_ns(const struct plan *p)
+static double cacheline_rtt_ns(const struct plan *p, int one)
 {
 	static struct pingpong pp;
 	uint64_t iters = p->per * p->blocks, warm = plan_warm(p);
+	uint64_t *in;
 	pthread_t t;
 
 	memset(&pp, 0, sizeof(pp));
 	pp.iters = warm + iters;
+	pp.one = one;
+	in = one ? &pp.ping : &pp.pong;
 	bench_pin(0);
 	if (pthread_create(&t, NULL, pong_thread, &pp))
 		return -1;
@@ -422,8 +441,8 @@ static double cacheline_rtt_ns(const struct plan *p)
 			blocks_start(p->per);
 		else if (i > warm + 1)
 			blocks_tick(i - warm - 1);
-		__atomic_store_n(&pp.ping, i, __ATOMIC_RELEASE);
-		while (__atomic_load_n(&pp.pong, __ATOMIC_ACQUIRE) != i)
+		__atomic_store_n(&pp.ping, one ? 2 * i - 1 : i, __ATOMIC_RELEASE);
+		while (__atomic_load_n(in, __ATOMIC_ACQUIRE) != (one ? 2 * i : i))
 			vshm_cpu_relax();
 	}
 	blocks_tick(iters);
@@ -588,10 +607,13 @@ static int once(const char *layout, const char *count)
 		if (strcmp(layout, layout_name[L]) == 0)
 			break;
 	p.per = strtoull(count, &end, 0);
-	if (L == NLAYOUT || *end || p.per == 0) {
-		fprintf(stderr, "bench_rings: --once split|packed|fifo ROUND_TRIPS\n");
+	if (*end || p.per == 0 ||
+	    (L == NLAYOUT && strcmp(layout, "cacheline") && strcmp(layout, "cacheline1"))) {
+		fprintf(stderr, "bench_rings: --once split|packed|fifo|cacheline|cacheline1 ROUND_TRIPS\n");
 		return 2;
 	}
+	if (L == NLAYOUT)
+		return cacheline_rtt_ns(&p, strcmp(layout, "cacheline1") == 0) < 0;
 	if (vshm_window_create(&dw, &o) || vshm_window_map(&vw, dw.fd)) {
 		fprintf(stderr, "bench_rings: cannot create and map a window\n");
 		return 1;
@@ -603,12 +625,13 @@ int main(int argc, char **argv)
 {
 	struct vshm_window_opts o = { .size = 16u << 20, .vectors = 1, .name = "vshm-bench-rings" };
 	struct vshm_window dw, vw;
-	static double cl[TRIALS], fdb[NFDBASE][TRIALS];
+	static double cl[TRIALS], cl1[TRIALS], fdb[NFDBASE][TRIALS];
 	static double poll[NLAYOUT][TRIALS], bell[NLAYOUT][TRIALS];
 	static double ops[NLAYOUT][TRIALS], opsbell[NLAYOUT][TRIALS];
-	static double m_cl[TRIALS], m_fdb[NFDBASE][TRIALS];
+	static double m_cl[TRIALS], m_cl1[TRIALS], m_fdb[NFDBASE][TRIALS];
 	static double m_poll[NLAYOUT][TRIALS], m_bell[NLAYOUT][TRIALS];
 	static double r_packed_cl[TRIALS], r_fifo_split[TRIALS], r_split_cl[TRIALS], r_fifo_cl[TRIALS];
+	static double r_cl1_cl[TRIALS], r_packed_cl1[TRIALS];
 	/* Blocks of roughly 20..500 us each. */
 	struct plan p_cl = { 1000, 500, PLAN_WARM }, p_poll = { 100, 2000, PLAN_WARM };
 	struct plan p_sleep = { 16, 300, PLAN_WARM }, p_b32 = { 8, 1000, PLAN_WARM };
@@ -618,7 +641,7 @@ int main(int argc, char **argv)
 	if (argc == 4 && strcmp(argv[1], "--once") == 0)
 		return once(argv[2], argv[3]);
 	if (argc != 1) {
-		fprintf(stderr, "usage: bench_rings [--once split|packed|fifo ROUND_TRIPS]\n");
+		fprintf(stderr, "usage: bench_rings [--once split|packed|fifo|cacheline|cacheline1 ROUND_TRIPS]\n");
 		return 2;
 	}
 	if (getenv("VSHM_BENCH_QUICK")) {
@@ -635,8 +658,10 @@ int main(int argc, char **argv)
 	       "%d interleaved trials, median blocks, medians of trials\n", PAYLOAD, PAYLOAD, TRIALS);
 	fflush(stdout);
 	for (int i = 0; i < TRIALS; i++) {
-		cl[i] = cacheline_rtt_ns(&p_cl);
+		cl[i] = cacheline_rtt_ns(&p_cl, 0);
 		m_cl[i] = last_mean_ns;
+		cl1[i] = cacheline_rtt_ns(&p_cl, 1);
+		m_cl1[i] = last_mean_ns;
 		for (int j = 0; j < NLAYOUT; j++) {
 			/* Rotate the order so that no layout always runs first. */
 			int L = (i + j) % NLAYOUT;
@@ -665,10 +690,13 @@ int main(int argc, char **argv)
 		r_split_cl[i] = poll[L_SPLIT][i] / cl[i];
 		r_fifo_cl[i] = poll[L_FIFO][i] / cl[i];
 		r_fifo_split[i] = poll[L_FIFO][i] / poll[L_SPLIT][i];
+		r_cl1_cl[i] = cl1[i] / cl[i];
+		r_packed_cl1[i] = poll[L_PACKED][i] / cl1[i];
 	}
 
 	printf("round trip, one request in flight\n");
-	report_ns("cacheline_rtt_ns", cl, m_cl, "bare cache-line ping-pong (floor)");
+	report_ns("cacheline_rtt_ns", cl, m_cl, "cache-line ping-pong, a line each way (floor)");
+	report_ns("cacheline1_rtt_ns", cl1, m_cl1, "cache-line ping-pong, one line both ways (floor)");
 	for (int L = 0; L < NLAYOUT; L++) {
 		snprintf(key, sizeof(key), "%s_rtt_ns_poll", layout_name[L]);
 		snprintf(what, sizeof(what), "%s ring, both sides polling", layout_name[L]);
@@ -696,6 +724,9 @@ int main(int argc, char **argv)
 	bench_target("packed_rtt_over_cacheline", median_of(r_packed_cl), "<=", 2.5);
 	bench_target("split_rtt_over_cacheline", median_of(r_split_cl), "<=", 3.0);
 	bench_report("fifo_rtt_over_cacheline", median_of(r_fifo_cl), "ratio", "information");
+	bench_report("cacheline1_over_cacheline", median_of(r_cl1_cl), "ratio",
+		     "information: one line against two");
+	bench_report("packed_rtt_over_cacheline1", median_of(r_packed_cl1), "ratio", "information");
 	bench_target("fifo_rtt_over_split_rtt", median_of(r_fifo_split), "<=", 1.0);
 	vshm_window_unmap(&vw);
 	vshm_window_unmap(&dw);
