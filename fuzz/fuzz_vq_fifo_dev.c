@@ -3,18 +3,29 @@
  * FIFO ring, device side, against an arbitrary driver.
  *
  * Input: 3 parameter bytes (ids, ring sizes, segment limit), then a
- * program: the hostile driver writes frames (well-formed or raw), moves
- * D2V tail and V2D head anywhere, pokes any word of its ring blocks (the
- * size words included); the device pops, pushes in any order, publishes
- * and arms notifications in between.  The device's mapping has the header
- * and mailbox PROT_NONE and guard pages on both ends.
+ * program: the hostile driver writes frames (well-formed or raw), marks of
+ * its choosing near its position, V2D head anywhere, pokes any word of its
+ * D2V block (the size word included); the device pops, pushes in any order,
+ * publishes and arms notifications in between.  A frame is produced by its
+ * mark, so where the driver writes one it picks, from the input, either
+ * the correct mark for the position (well-formed frames then pop and the
+ * device goes deep into the ring) or any 32-bit word.  The well-formed
+ * writer does what an honest driver does: it keeps the 16 bytes after its
+ * frames free and zeroed, and may hold back the mark of the first frame of
+ * a batch until a later step publishes it; flags from the input make it
+ * break each of those rules.  The device's mapping has the header and
+ * mailbox PROT_NONE and guard pages on both ends.
  *
  * Checked after every step: an iov lies inside the data area of the right
  * ring and is read and written in full; a chain has at most max_iov
  * segments and its byte counts match its iovs; push of a held id succeeds
- * while the queue is healthy; once broken, every call returns -EIO.  At
- * the end: the device wrote nothing in D2V but its head and event, nothing
- * in V2D's driver-owned words, nothing outside the two blocks.
+ * while the queue is healthy; once broken, every call returns -EIO.  The
+ * honest driver's harvest checks every frame the device released: marked
+ * with its own position, a PAD only where a frame did not fit, completions
+ * in pop order, exactly as long as their reservations, written no larger
+ * than in_len, and 16 bytes short of the V2D head it released.  At the
+ * end: the device wrote nothing in D2V but its head and event, nothing in
+ * V2D's driver-owned words, nothing outside the two blocks.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -27,8 +38,14 @@
 #define MAXR	8192u			/* largest data area used here */
 #define BLOCK	(VSHM_FIFO_CTRL_SIZE + MAXR)
 #define AREA	(2 * BLOCK + 65536)	/* what is compared against a shadow */
+#define MAXPOP	4096u			/* pops in one program, at most */
 
 static uint8_t shadow[AREA];		/* what the driver area should hold */
+
+static inline uint32_t flen(uint32_t n)
+{
+	return (16 + n + 15) & ~15u;
+}
 
 /* The hostile driver writes: window and shadow alike. */
 static void hwrite(uint64_t off, const void *src, size_t len)
@@ -42,10 +59,20 @@ static void hput32(uint64_t off, uint32_t v)
 	hwrite(off, &v, 4);
 }
 
-static void hframe(uint64_t data, uint32_t size, uint32_t pos, uint32_t len, uint16_t type,
-		   uint16_t id, uint32_t a, uint32_t b)
+/* A mark: stored last, with release, as a producer must. */
+static void hmark(uint64_t data, uint32_t size, uint32_t pos, uint32_t mark)
 {
-	struct vshm_fifo_frame f = { len, type, id, a, b };
+	uint64_t off = data + (pos & (size - 1));
+
+	vshm_store_release((uint32_t *)(void *)(hw.base + hw.drv_lo + off), mark);
+	memcpy(shadow + off, &mark, 4);
+}
+
+/* A frame header without its mark (0 until hmark). */
+static void hframe(uint64_t data, uint32_t size, uint32_t pos, uint16_t id, uint16_t zero,
+		   uint32_t a, uint32_t b)
+{
+	struct vshm_fifo_frame f = { 0, id, zero, a, b };
 
 	hwrite(data + (pos & (size - 1)), &f, sizeof(f));
 }
@@ -55,9 +82,9 @@ static void check_writes(const struct vshm_vq_layout *l, uint32_t vsize)
 {
 	uint64_t d = l->desc - hw.drv_lo, v = l->avail - hw.drv_lo;
 
-	/* Device-owned words: D2V head and event, V2D tail and data. */
-	memcpy(shadow + d + 64, hw.base + l->desc + 64, 8);
-	memcpy(shadow + v, hw.base + l->avail, 4);
+	/* Device-owned: D2V head and event, the V2D data area. */
+	memcpy(shadow + d, hw.base + l->desc, 4);
+	memcpy(shadow + d + 64, hw.base + l->desc + 64, 4);
 	memcpy(shadow + v + VSHM_FIFO_CTRL_SIZE, hw.base + l->avail + VSHM_FIFO_CTRL_SIZE, vsize);
 	if (memcmp(shadow, hw.base + hw.drv_lo, AREA))
 		__builtin_trap();
@@ -68,6 +95,88 @@ static int iov_in(const struct vshm_iov *v, const uint8_t *data, uint32_t size)
 	const uint8_t *p = v->base;
 
 	return v->len && p >= data + 16 && p <= data + size && v->len <= (uint64_t)(data + size - p);
+}
+
+/* Signed distance from @b to @a on free-running positions. */
+static inline int32_t ahead(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b);
+}
+
+/* The honest driver's V2D consumer, and what it knows of the device's pops. */
+static struct {
+	uint32_t head;		/* next V2D byte to read */
+	uint32_t rel;		/* the furthest V2D head stored that was no lie */
+	int lied;		/* a V2D head past what was read (or too many
+				   pops to track): stop checking */
+	uint16_t popped[MAXPOP];	/* ids in pop order, free-running */
+	uint32_t in_len[MAXPOP];	/* and their in_len */
+	uint32_t pop_head, pop_tail;
+} hv;
+
+/*
+ * The honest driver harvests what the device released from hv.head on.
+ * Every mark it meets there is the device's (the driver never writes V2D
+ * data), so unless a lie let the device overwrite unread frames, each
+ * frame must be valid; after a lie the walk goes on unchecked while the
+ * frames look valid.
+ */
+static void harvest(const uint8_t *vdata, uint32_t vsize, uint32_t num)
+{
+	for (unsigned k = 0; k < 2 * vsize / 16; k++) {
+		const struct vshm_fifo_frame *f = (const void *)(vdata + (hv.head & (vsize - 1)));
+		uint32_t m = vshm_load_acquire(&f->mark), rest = vsize - (hv.head & (vsize - 1));
+		uint32_t len = 0, inl;
+		int ok = VSHM_FIFO_MARK_POS(m) == hv.head && !f->zero;
+
+		if (m == 0)
+			return;
+		switch (VSHM_FIFO_MARK_TYPE(m)) {
+		case VSHM_FIFO_PAD:
+			len = rest;
+			ok = ok && rest < vsize / 2 && !f->id && !f->a && !f->b;
+			break;
+		case VSHM_FIFO_COMPLETION:
+			/* Released in pop order, exactly the reservation long. */
+			ok = ok && hv.pop_head != hv.pop_tail;
+			if (!ok)
+				break;
+			inl = hv.in_len[hv.pop_head % MAXPOP];
+			len = flen(inl);
+			ok = f->id < num && f->id == hv.popped[hv.pop_head % MAXPOP] &&
+			     f->a <= inl && !f->b && len <= rest;
+			break;
+		default:
+			ok = 0;
+			break;
+		}
+		if (!ok) {
+			if (hv.lied)
+				return;
+			__builtin_trap();
+		}
+		/* The device keeps the 16 bytes after its frames free. */
+		if (!hv.lied && (uint32_t)(hv.head + len - hv.rel) > vsize - 16)
+			__builtin_trap();
+		if (VSHM_FIFO_MARK_TYPE(m) == VSHM_FIFO_COMPLETION)
+			hv.pop_head++;
+		hv.head += len;
+	}
+}
+
+/* V2D head: where the harvest got to, moved by @delta slots (odd: bytes). */
+static void release_v2d(const struct vshm_vq_layout *l, int8_t delta)
+{
+	uint32_t h = hv.head + (uint32_t)(delta * (delta & 1 ? 1 : 16));
+
+	/* An odd one is refused if loaded: it releases nothing. */
+	if (!(delta & 1)) {
+		if (delta > 0)
+			hv.lied = 1;
+		else if (ahead(h, hv.rel) > 0)
+			hv.rel = h;
+	}
+	hput32(l->avail - hw.drv_lo, h);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -83,6 +192,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint32_t in_len[64];
 	unsigned nheld = 0, max_iov, num, steps = 0;
 	uint32_t dsize, vsize, hpos = 0;
+	uint32_t held_pos = 0, held_mark = 0;	/* a batch's first mark, held back */
+	int holding = 0;
 	uint64_t dd;		/* D2V data area, driver-area relative */
 	uint8_t *ddata, *vdata;		/* the same, device's view */
 	uint8_t p0, p1;
@@ -92,6 +203,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		vqf_windows();
 	if (size < 3)
 		return 0;
+	memset(&hv, 0, sizeof(hv));
 	p0 = (uint8_t)get(&in, 1);
 	p1 = (uint8_t)get(&in, 1);
 	max_iov = get(&in, 1) % 3;
@@ -125,48 +237,91 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int broken = vshm_dev_vq_broken(v);
 
 		switch (op % 10) {
-		case 0: {	/* a well-formed REQUEST (PAD first if needed) */
+		/*
+		 * A well-formed REQUEST (PAD first if needed), honest unless
+		 * its flags say: bit 0 holds back the batch's first mark for
+		 * case 2, bit 1 ignores the room the device released, bit 2
+		 * takes a raw mark for the REQUEST, bit 3 leaves the slot
+		 * after as it is, bit 4 runs the REQUEST over the end of the
+		 * data area instead of writing a PAD.
+		 */
+		case 0: {
+			uint8_t fl = (uint8_t)get(&in, 1);
 			uint16_t id = (uint16_t)(get(&in, 1) % (num + 1));
 			uint32_t out = get(&in, 2) % (dsize / 2), inl = get(&in, 2) % (vsize / 2);
-			uint32_t len = (16 + out + 15) & ~15u, rest = dsize - (hpos & (dsize - 1));
+			uint32_t len = flen(out), rest = dsize - (hpos & (dsize - 1));
+			uint32_t pad = rest < len && !(fl & 16) ? rest : 0, pos = hpos + pad;
+			uint32_t first, rmark, room;
+			uint32_t head = vshm_load_acquire((uint32_t *)(void *)(hw.base + l.desc));
 			uint8_t fill[MAXR / 2];
 
 			if (len > dsize / 2)
 				break;
-			if (rest < len) {
-				hframe(dd, dsize, hpos, rest, VSHM_FIFO_PAD, 0, 0, 0);
-				hpos += rest;
-			}
-			hframe(dd, dsize, hpos, len, VSHM_FIFO_REQUEST, id, out, inl);
+			if (!(fl & 2) && (uint32_t)(hpos - head) + pad + len + 16 > dsize)
+				break;	/* an honest driver waits for room */
+			rmark = fl & 4 ? get(&in, 4) : VSHM_FIFO_MARK(pos, VSHM_FIFO_REQUEST);
+			/* The data, up to the end of the data area at most. */
 			memset(fill, op, len - 16);
-			hwrite(dd + ((hpos + 16) & (dsize - 1)), fill, len - 16);
-			hpos += len;
+			room = dsize - (pos & (dsize - 1));
+			hwrite(dd + ((pos + 16) & (dsize - 1)), fill, (len < room ? len : room) - 16);
+			hframe(dd, dsize, pos, id, 0, out, inl);
+			if (pad)
+				hframe(dd, dsize, hpos, 0, 0, 0, 0);
+			if (!(fl & 8))
+				hmark(dd, dsize, pos + len, 0);
+			/* Frames behind the batch's first get their marks now;
+			 * the first's comes last (or is held back). */
+			first = pad ? VSHM_FIFO_MARK(hpos, VSHM_FIFO_PAD) : rmark;
+			if (pad)
+				hmark(dd, dsize, pos, rmark);
+			if (holding) {
+				hmark(dd, dsize, hpos, first);
+			} else if (fl & 1) {
+				holding = 1;
+				held_pos = hpos;
+				held_mark = first;
+				hmark(dd, dsize, hpos, 0);
+			} else {
+				hmark(dd, dsize, hpos, first);
+			}
+			hpos = pos + len;
 			break;
 		}
-		case 1: {	/* a raw header, then move on by any multiple of 16 */
-			uint32_t len = get(&in, 2), a = get(&in, 4), b = get(&in, 4);
-			uint16_t type = (uint16_t)(get(&in, 1) & 3), id = (uint16_t)get(&in, 2);
+		case 1: {	/* a raw header, any mark, then move on by any multiple of 16 */
+			uint8_t sel = (uint8_t)get(&in, 1);
+			uint32_t mark = sel & 1 ? get(&in, 4) : VSHM_FIFO_MARK(hpos, sel >> 4);
+			uint32_t a = get(&in, 4), b = get(&in, 4);
+			uint16_t id = (uint16_t)get(&in, 2), zero = sel & 2 ? (uint16_t)get(&in, 2) : 0;
 			uint32_t adv = get(&in, 1) * 16u;
 
-			hframe(dd, dsize, hpos & ~15u, len, type, id, a, b);
+			hframe(dd, dsize, hpos, id, zero, a, b);
+			hmark(dd, dsize, hpos, mark);
 			hpos += adv;
 			break;
 		}
-		case 2: {	/* publish D2V tail, maybe off by a bit */
+		case 2: {	/* publish the held mark, or a mark word near our position */
+			uint8_t sel = (uint8_t)get(&in, 1);
 			int8_t delta = (int8_t)get(&in, 1);
-			uint8_t raw = (uint8_t)get(&in, 1);
+			uint32_t p = hpos + (uint32_t)(delta * 16), m;
 
-			vshm_store_release((uint32_t *)(void *)(hw.base + l.desc), hpos + (uint32_t)(delta * (raw & 1 ? 1 : 16)));
-			memcpy(shadow + l.desc - dw.drv_lo, hw.base + l.desc, 4);
+			if (holding && !(sel & 0x80)) {
+				hmark(dd, dsize, held_pos, held_mark);
+				holding = 0;
+				break;
+			}
+			switch (sel & 3) {
+			case 0: m = 0; break;
+			case 1: m = VSHM_FIFO_MARK(p, (sel >> 2) & 15); break;
+			case 2: m = VSHM_FIFO_MARK(p + (sel & 4 ? dsize : -dsize), (sel >> 3) & 15); break;
+			default: m = get(&in, 4); break;
+			}
+			hmark(dd, dsize, p, m);
 			break;
 		}
-		case 3: {	/* V2D head: caught up with the device's tail, or not */
-			uint32_t t = vshm_load_acquire((uint32_t *)(void *)(hw.base + l.avail));
-			int8_t delta = (int8_t)get(&in, 1);
-
-			hput32(l.avail - dw.drv_lo + 64, t + (uint32_t)(delta * 16));
+		case 3:		/* V2D head: where the harvest got, or not */
+			harvest(vdata, vsize, num);
+			release_v2d(&l, (int8_t)get(&in, 1));
 			break;
-		}
 		case 4: {	/* pop a few */
 			unsigned k = get(&in, 1) % 8 + 1;
 
@@ -199,6 +354,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					memset(iov[c.nout].base, 0xa5, iov[c.nout].len);
 				held[nheld] = c.head;
 				in_len[nheld++] = (uint32_t)c.in_bytes;
+				if (hv.pop_tail - hv.pop_head >= MAXPOP) {
+					hv.lied = 1;	/* lost track: stop checking */
+					continue;
+				}
+				hv.popped[hv.pop_tail % MAXPOP] = c.head;
+				hv.in_len[hv.pop_tail++ % MAXPOP] = (uint32_t)c.in_bytes;
 			}
 			break;
 		}
@@ -248,8 +409,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			rc = vshm_dev_vq_publish(v);
 			if (broken ? rc != -EIO : rc < 0)
 				__builtin_trap();
-			hput32(l.avail - dw.drv_lo + 64,
-			       vshm_load_acquire((uint32_t *)(void *)(hw.base + l.avail)));
+			harvest(vdata, vsize, num);
+			release_v2d(&l, 0);
 			break;
 		}
 		check_writes(&l, vsize);
