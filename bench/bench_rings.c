@@ -23,8 +23,8 @@
  *                                   VSHM_BENCH_MEANS=1: whole-run means too)
  *   bench_rings --once LAYOUT N     N polling round trips, silent, for
  *                                   scripts/ringtest.sh to time from outside
- *                                   (LAYOUT also cacheline or cacheline1:
- *                                   the two floors below)
+ *                                   (LAYOUT also cacheline, cacheline1 or
+ *                                   msg64: the floors below)
  *
  * The two floors.  cacheline: each side writes its own line and polls the
  * other's, as any layout with separate request and completion memory does
@@ -32,6 +32,14 @@
  * other polls, as a ring that completes in place over the request does
  * (packed, ringtest's ring).  On x86 the second is cheaper: the side that
  * has just read the line can write it without asking the other core again.
+ *
+ * A third floor, for --once only: msg64, the bare exchange of PAYLOAD
+ * bytes each way that any layout moving the data must do at least.  One
+ * ring, completed in place: the driver writes a 16-byte header and the
+ * request bytes and then a mark, the device polls the mark, copies the
+ * request into the reply area of the same frame and flips the mark, the
+ * driver polls and copies the reply out.  No ids, no validation, no
+ * notification check: a model, not a ring anyone could use.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -394,6 +402,80 @@ static double ring_run(struct vshm_window *dw, struct vshm_window *vw, int layou
 /* ------------------------------------------------------------------------ */
 /* Baselines                                                                 */
 
+#define MSG_RING	8192
+#define MSG_FRAME	((16 + 2 * PAYLOAD + 15) & ~15u)	/* header, request, reply */
+
+struct msgfloor {
+	_Alignas(64) uint8_t ring[MSG_RING];
+	uint64_t iters;
+};
+
+static inline uint32_t *msg_mark(struct msgfloor *m, uint32_t pos)
+{
+	return (uint32_t *)(void *)(m->ring + (pos & (MSG_RING - 1)));
+}
+
+/* The next frame's position: frames never wrap, 16 bytes stay free after. */
+static inline uint32_t msg_next(uint32_t pos)
+{
+	if ((pos & (MSG_RING - 1)) + MSG_FRAME + 16 > MSG_RING)
+		pos = (pos + MSG_RING) & ~(MSG_RING - 1);
+	return pos;
+}
+
+static void *msg_device(void *arg)
+{
+	struct msgfloor *m = arg;
+	uint32_t pos = 0;
+
+	bench_pin(1);
+	for (uint64_t i = 0; i < m->iters; i++) {
+		uint8_t *f;
+
+		pos = msg_next(pos);
+		while (__atomic_load_n(msg_mark(m, pos), __ATOMIC_ACQUIRE) != (pos | 1))
+			vshm_cpu_relax();
+		f = m->ring + (pos & (MSG_RING - 1));
+		memcpy(f + 16 + PAYLOAD, f + 16, PAYLOAD);
+		__atomic_store_n(msg_mark(m, pos), pos | 2, __ATOMIC_RELEASE);
+		pos += MSG_FRAME;
+	}
+	return NULL;
+}
+
+static int msgfloor_run(uint64_t iters)
+{
+	static struct msgfloor m;
+	uint8_t msg[PAYLOAD], reply[PAYLOAD];
+	uint32_t pos = 0;
+	pthread_t t;
+	int bad = 0;
+
+	memset(&m, 0, sizeof(m));
+	memset(msg, 0x5a, sizeof(msg));
+	m.iters = iters;
+	bench_pin(0);
+	if (pthread_create(&t, NULL, msg_device, &m))
+		return -1;
+	for (uint64_t i = 0; i < iters; i++) {
+		uint8_t *f;
+
+		pos = msg_next(pos);
+		f = m.ring + (pos & (MSG_RING - 1));
+		memcpy(msg, &i, sizeof(i));
+		memcpy(f + 16, msg, PAYLOAD);
+		*msg_mark(&m, pos + MSG_FRAME) = 0;	/* the slot after reads 0 */
+		__atomic_store_n(msg_mark(&m, pos), pos | 1, __ATOMIC_RELEASE);
+		while (__atomic_load_n(msg_mark(&m, pos), __ATOMIC_ACQUIRE) != (pos | 2))
+			vshm_cpu_relax();
+		memcpy(reply, f + 16 + PAYLOAD, PAYLOAD);
+		bad |= memcmp(reply, &i, sizeof(i)) != 0;
+		pos += MSG_FRAME;
+	}
+	pthread_join(t, NULL);
+	return bad ? -1 : 0;
+}
+
 /*
  * Cache-line ping-pong: a sequence number each way.  Two lines: ping and
  * pong each on its own line.  One line: both in ping, core 0 writing odd
@@ -608,10 +690,13 @@ static int once(const char *layout, const char *count)
 			break;
 	p.per = strtoull(count, &end, 0);
 	if (*end || p.per == 0 ||
-	    (L == NLAYOUT && strcmp(layout, "cacheline") && strcmp(layout, "cacheline1"))) {
-		fprintf(stderr, "bench_rings: --once split|packed|fifo|cacheline|cacheline1 ROUND_TRIPS\n");
+	    (L == NLAYOUT && strcmp(layout, "cacheline") && strcmp(layout, "cacheline1") &&
+	     strcmp(layout, "msg64"))) {
+		fprintf(stderr, "bench_rings: --once split|packed|fifo|cacheline|cacheline1|msg64 ROUND_TRIPS\n");
 		return 2;
 	}
+	if (strcmp(layout, "msg64") == 0)
+		return msgfloor_run(p.per) < 0;
 	if (L == NLAYOUT)
 		return cacheline_rtt_ns(&p, strcmp(layout, "cacheline1") == 0) < 0;
 	if (vshm_window_create(&dw, &o) || vshm_window_map(&vw, dw.fd)) {
@@ -641,7 +726,7 @@ int main(int argc, char **argv)
 	if (argc == 4 && strcmp(argv[1], "--once") == 0)
 		return once(argv[2], argv[3]);
 	if (argc != 1) {
-		fprintf(stderr, "usage: bench_rings [--once split|packed|fifo|cacheline|cacheline1 ROUND_TRIPS]\n");
+		fprintf(stderr, "usage: bench_rings [--once split|packed|fifo|cacheline|cacheline1|msg64 ROUND_TRIPS]\n");
 		return 2;
 	}
 	if (getenv("VSHM_BENCH_QUICK")) {

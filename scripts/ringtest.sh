@@ -29,10 +29,10 @@
 # ringtest (wholerun_<layout>_rtt_ns).  bench_rings' own figures are median
 # blocks inside a run; a whole run also pays for every time another task
 # takes one of the two cores, so only these whole-run figures compare with
-# ringtest's like for like.  The two cache-line floors run alike too
-# (bench_rings --once cacheline|cacheline1: a line each way, one line both
-# ways), so each ring can be set against the floor of its kind in the same
-# rotation.
+# ringtest's like for like.  The floors run alike too (bench_rings --once
+# cacheline|cacheline1|msg64: a line each way, one line both ways, and a
+# bare in-place exchange of 64 bytes each way), so each ring can be set
+# against the floor of its kind in the same rotation.
 #
 #   O=build scripts/ringtest.sh      (BENCH_JSON_PART=file appends the figures)
 # Knobs: RINGTEST_TAR (the tarball), RINGTEST_RUNS, VSHM_BENCH_QUICK.
@@ -53,7 +53,7 @@ fi
 KEYS="ringtest_split_rtt_ns ringtest_ring_rtt_ns ringtest_inorder_rtt_ns
 ringtest_split_batched_ns ringtest_ring_batched_ns ringtest_inorder_batched_ns
 wholerun_split_rtt_ns wholerun_packed_rtt_ns wholerun_fifo_rtt_ns
-wholerun_cacheline_rtt_ns wholerun_cacheline1_rtt_ns"
+wholerun_cacheline_rtt_ns wholerun_cacheline1_rtt_ns wholerun_msg64_rtt_ns"
 
 skip_all() {
 	for key in $KEYS; do
@@ -110,6 +110,7 @@ configs = [
     ("wholerun_fifo_rtt_ns", "vshm:fifo", "rtt"),
     ("wholerun_cacheline_rtt_ns", "vshm:cacheline", "rtt"),
     ("wholerun_cacheline1_rtt_ns", "vshm:cacheline1", "rtt"),
+    ("wholerun_msg64_rtt_ns", "vshm:msg64", "rtt"),
 ]
 what = {
     "rtt": "per round trip, --outstanding 1 --batch 1",
@@ -171,7 +172,9 @@ for key, prog, mode in configs:
     s0 = statistics.median(startup[prog]) if startup[prog] else 0
     per = [max(t - s0, 0) / n for t, n, _ in samples[key]]
     v = statistics.median(per)
-    if prog.startswith("vshm:cacheline"):
+    if prog == "vshm:msg64":
+        label = "64-byte floor (bare in-place exchange): %s" % what["vshm"]
+    elif prog.startswith("vshm:cacheline"):
         label = "%s floor: %s" % ("one-line" if prog.endswith("1") else "two-line",
                                   what["vshm"])
     elif prog.startswith("vshm:"):
