@@ -38,12 +38,14 @@ def num(k):
 #          8 ring polling timed as a whole run, like ringtest
 rtt = [
     ("cache line", "cacheline_rtt_ns", 3),
+    ("cache line, 1 line", "cacheline1_rtt_ns", 3),
     ("split poll", "split_rtt_ns_poll", 1),
     ("packed poll", "packed_rtt_ns_poll", 1),
     ("fifo poll", "fifo_rtt_ns_poll", 1),
     ("split, whole run", "wholerun_split_rtt_ns", 8),
     ("packed, whole run", "wholerun_packed_rtt_ns", 8),
     ("fifo, whole run", "wholerun_fifo_rtt_ns", 8),
+    ("64 B floor, whole run", "wholerun_msg64_rtt_ns", 3),
     ("ringtest ring", "ringtest_ring_rtt_ns", 5),
     ("ringtest split", "ringtest_split_rtt_ns", 5),
     ("ringtest inorder", "ringtest_inorder_rtt_ns", 5),
@@ -132,7 +134,7 @@ set multiplot title "$title" font "sans,12"
 
 set origin 0, 0.48
 set size 1, 0.5
-set title "Round trip, one request in flight (ns, log scale, lower is better)\nvshm: 64 B each way; dark blue: polling, median blocks in a run; light blue: polling, whole runs timed like ringtest; orange: eventfd doorbells\ngrey: cache-line floor; green: Linux ringtest (whole runs, no payload); purple: kernel channels"
+set title "Round trip, one request in flight (ns, log scale, lower is better)\nvshm: 64 B each way; dark blue: polling, median blocks in a run; light blue: polling, whole runs timed like ringtest; orange: eventfd doorbells\ngrey: floors (cache line: a line each way, one line; 64 B each way, bare model); green: Linux ringtest (whole runs, no payload); purple: kernel channels"
 set logscale y
 set yrange [*:$top_rtt]
 set format y "%g"
