@@ -17,8 +17,10 @@
  *   size, flags (both blocks) .... the driver, before the queue is enabled
  *
  * There is no tail word.  Each frame's first word, its mark, is 0 until
- * the frame is produced and then (position | type), stored last with
- * release.  A consumer polls the mark at its consume position and nothing
+ * the frame is produced and then (position | type), stored after the rest
+ * of the frame: with release for the first frame of a publish, plainly for
+ * the frames behind it, which the consumer reaches only through that
+ * first one.  A consumer polls the mark at its consume position and nothing
  * else; a producer keeps the mark of the slot after its last frame at 0
  * (it zeroes it before it releases the frame in front), so a consumer that
  * arrives there sees 0 or the next frame, never last lap's bytes.  Hence
